@@ -1,0 +1,34 @@
+"""Turn MNIST batches into what an ImageNet backbone expects."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class InputAdapter(nn.Module):
+    """Resize (batch, 1, 28, 28) images in [0, 1] to (batch, 3, size, size), normalized.
+
+    The gray channel is repeated into three, and each channel is normalized
+    with the mean and std that the backbone's weights were trained with.
+    """
+
+    def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != self.size or images.shape[-2] != self.size:
+            images = nn.functional.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        images = images.expand(-1, 3, -1, -1)  # (batch, 1, S, S) -> (batch, 3, S, S)
+        return (images - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"

@@ -1,0 +1,47 @@
+"""Find and replace a classifier's head without per-family rules.
+
+The head is whatever depends on the number of classes: building the same
+architecture on PyTorch's meta device (no memory, no initialization cost)
+with 10 and with 11 classes, the parameters whose shapes differ are exactly
+the head's, auxiliary heads included.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def head_parameter_names(build: Callable[[int], nn.Module]) -> list[str]:
+    """Return the names of the parameters whose shapes depend on the number of classes.
+
+    ``build(num_classes)`` must return the architecture with that many outputs.
+    """
+    with torch.device("meta"):
+        ten = dict(build(10).named_parameters())
+        eleven = dict(build(11).named_parameters())
+    return sorted(name for name, tensor in ten.items() if name not in eleven or eleven[name].shape != tensor.shape)
+
+
+def head_module_names(parameter_names: list[str]) -> list[str]:
+    """Return the modules that own the given parameters (``fc.weight`` -> ``fc``)."""
+    return sorted({name.rpartition(".")[0] for name in parameter_names})
+
+
+def replace_modules(model: nn.Module, names: list[str], make: Callable[[nn.Module], nn.Module]) -> None:
+    """Replace each named submodule ``m`` in place by ``make(m)``."""
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, make(parent.get_submodule(child)))
+
+
+def head_inputs(module: nn.Module) -> int:
+    """Return the number of input features of a head layer (Linear or 1x1 Conv2d)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    if isinstance(module, nn.Conv2d):
+        return module.in_channels
+    raise TypeError(f"unsupported head layer {type(module).__name__}; expected Linear or Conv2d")

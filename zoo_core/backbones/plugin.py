@@ -1,0 +1,345 @@
+"""A model plugin for any library of ImageNet classification backbones.
+
+``BackbonePlugin`` implements the hooks once; a ``BackboneSource`` tells it
+which models a library has, how to build one with a given number of classes
+and input size, and where its pretrained weights come from. The torchvision
+and timm plugins are such sources.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo_core.backbones.adapter import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
+from zoo_core.backbones.features import FeatureCache, cache_key
+from zoo_core.backbones.heads import head_module_names, head_parameter_names, replace_modules
+from zoo_core.backbones.weights import download_state_dict, file_digest, load_backbone_weights, read_state_dict
+from zoo_core.errors import ConfigError
+from zoo_core.hookspecs import CONTRACT_VERSION, Evaluation, ModelSpec, TrainedModel, TrainResult, hookimpl
+from zoo_core.torch_training import count_parameters, evaluate_logits, fit, predict_logits, to_tensor
+
+MODEL_FILE = "model.pt"
+META_FILE = "backbone.json"
+SCHEDULES = ("onecycle", "cosine", "constant")
+EXTRACT_BATCH_SIZE = 256
+FEATURE_CACHE_VERSION = 1
+
+
+@dataclass
+class WeightsInfo:
+    """A library's default pretrained weights for one model."""
+
+    id: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    file_name: str
+    url: str
+    fetch: Callable[[], dict[str, torch.Tensor]]
+
+
+class BackboneSource(Protocol):
+    name: str
+
+    def model_names(self) -> list[str]: ...
+    def family(self, model: str) -> str: ...
+    def description(self, model: str) -> str: ...
+    def default_input_size(self, model: str) -> int: ...
+    def min_input_size(self, model: str) -> int: ...
+    def build(self, model: str, num_classes: int, input_size: int, pretrained: bool) -> nn.Module: ...
+    def default_weights(self, model: str) -> WeightsInfo | None: ...
+
+
+class BackboneClassifier(nn.Module):
+    """Input adapter, backbone network and, when the backbone is frozen, a separate head.
+
+    Takes (batch, 1, 28, 28) images in [0, 1] and returns (batch, 10) logits
+    (or the network's tuple with auxiliary logits in training mode).
+    """
+
+    def __init__(self, adapter: InputAdapter, network: nn.Module, head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.network = network
+        self.head = head
+
+    def forward(self, images: torch.Tensor):
+        output = self.network(self.adapter(images))
+        if self.head is None:
+            return output
+        return self.head(output.flatten(1))
+
+
+def _log(config, line: str) -> None:
+    if not config.quiet:
+        print(line, file=sys.stdout, flush=True)
+
+
+class BackbonePlugin:
+    """Hook implementations shared by every backbone library."""
+
+    ZOO_CONTRACT_VERSION = CONTRACT_VERSION
+    training_defaults = {"epochs": 3, "batch_size": 128, "lr": 1e-3}
+
+    def __init__(self, source: BackboneSource) -> None:
+        self.source = source
+
+    # -- catalog ---------------------------------------------------------------
+
+    def default_settings(self, model: str) -> dict[str, Any]:
+        return {
+            "freeze": False,
+            "pretrained": True,
+            "weights": "",
+            "input_size": self.source.default_input_size(model),
+            "backbone_lr": None,
+            "schedule": "onecycle",
+            "weight_decay": 0.01,
+        }
+
+    @hookimpl
+    def zoo_models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(
+                name=name,
+                description=self.source.description(name),
+                training=dict(self.training_defaults),
+                settings=self.default_settings(name),
+            )
+            for name in self.source.model_names()
+        ]
+
+    @hookimpl
+    def zoo_info(self, model: str, settings: dict[str, Any]) -> dict[str, Any]:
+        size = settings["input_size"]
+        with torch.device("meta"):
+            parameters = count_parameters(self.source.build(model, 10, size, False))
+        heads = head_parameter_names(lambda n: self.source.build(model, n, size, False))
+        weights = self.source.default_weights(model)
+        return {
+            "family": self.source.family(model),
+            "input size": f"{size}x{size} (minimum {self.source.min_input_size(model)}), 3 channels",
+            "parameters": f"{parameters:,} with a 10-class head",
+            "weights": weights.id if weights else "none published",
+            "weights file": f"{weights.file_name} from {weights.url}" if weights else "-",
+            "head": ", ".join(head_module_names(heads)),
+        }
+
+    # -- building --------------------------------------------------------------
+
+    def _check_settings(self, model: str, settings: dict[str, Any]) -> None:
+        minimum = self.source.min_input_size(model)
+        if settings["input_size"] < minimum:
+            raise ConfigError(
+                f"{self.source.name}/{model} needs input_size of at least {minimum}, got {settings['input_size']}"
+            )
+        if settings["schedule"] not in SCHEDULES:
+            raise ConfigError(f"setting 'schedule' has invalid value {settings['schedule']!r}; use one of {', '.join(SCHEDULES)}")
+        backbone_lr = settings.get("backbone_lr")
+        if backbone_lr is not None and (isinstance(backbone_lr, bool) or not isinstance(backbone_lr, (int, float)) or backbone_lr < 0):
+            raise ConfigError(f"setting 'backbone_lr' must be a number >= 0 or null, got {backbone_lr!r}")
+
+    def _weights(self, model: str, settings: dict[str, Any], seed: int):
+        """Return (state dict or None, weights id, mean, std)."""
+        default = self.source.default_weights(model)
+        mean = default.mean if default else IMAGENET_MEAN
+        std = default.std if default else IMAGENET_STD
+        if settings["weights"]:
+            path = Path(settings["weights"]).expanduser()
+            state = read_state_dict(path)
+            return state, f"file:{file_digest(path)}", mean, std
+        if settings["pretrained"]:
+            if default is None:
+                raise ConfigError(
+                    f"{self.source.name}/{model} has no published pretrained weights; "
+                    f"use --no-pretrained or --weights FILE"
+                )
+            state = download_state_dict(default.fetch, f"{default.id} for {model}", default.file_name, default.url)
+            return state, default.id, mean, std
+        return None, f"random-init-seed{seed}", mean, std
+
+    def build(self, model: str, settings: dict[str, Any], seed: int) -> tuple[BackboneClassifier, list[str], str]:
+        """Build the 10-class classifier with its weights; return it, its head parameter names and the weights id."""
+        self._check_settings(model, settings)
+        state, weights_id, mean, std = self._weights(model, settings, seed)
+        size = settings["input_size"]
+        pretrained_layout = state is not None
+        network = self.source.build(model, 10, size, pretrained_layout)
+        heads = head_parameter_names(lambda n: self.source.build(model, n, size, pretrained_layout))
+        if state is not None:
+            adapt_state = getattr(self.source, "adapt_state", None)
+            if adapt_state is not None:
+                state = adapt_state(model, state, size)
+            load_backbone_weights(network, state, heads, weights_id)
+        return BackboneClassifier(InputAdapter(size, mean, std), network), heads, weights_id
+
+    # -- training --------------------------------------------------------------
+
+    def _optimizer(self, model: nn.Module, config, head_names: set[str], steps: int):
+        settings = config.settings
+        backbone_lr = settings.get("backbone_lr")
+        head_params, backbone_params = [], []
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            owner = name.removeprefix("network.")
+            (head_params if owner in head_names or name.startswith("head.") else backbone_params).append(parameter)
+        groups = [{"params": head_params, "lr": config.lr}]
+        if backbone_params:
+            groups.append({"params": backbone_params, "lr": config.lr if backbone_lr is None else float(backbone_lr)})
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=settings["weight_decay"])
+        schedule = settings["schedule"]
+        if schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps
+            )
+        elif schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        else:
+            scheduler = None
+        return optimizer, scheduler
+
+    @hookimpl
+    def zoo_train(self, model: str, data, config, reporter) -> TrainResult:
+        settings = config.settings
+        classifier, heads, weights_id = self.build(model, settings, config.seed)
+        classifier.to(config.device)
+        if settings["freeze"]:
+            return self._train_frozen(model, classifier, heads, weights_id, data, config, reporter)
+
+        train = (to_tensor(data.train.images), torch.from_numpy(data.train.labels))
+        val = (to_tensor(data.val.images), torch.from_numpy(data.val.labels))
+        steps = config.epochs * math.ceil(len(train[0]) / config.batch_size)
+        optimizer, scheduler = self._optimizer(classifier, config, set(heads), steps)
+        result = fit(classifier, train, val, optimizer, config, reporter, scheduler)
+        trained = self._trained(model, classifier, settings, weights_id, feature_dim=None)
+        return TrainResult(trained=trained, history=result.history, best_epoch=result.best_epoch)
+
+    def _train_frozen(self, model, classifier, heads, weights_id, data, config, reporter) -> TrainResult:
+        network = classifier.network
+        replace_modules(network, head_module_names(heads), lambda module: nn.Identity())
+        classifier.requires_grad_(False)
+        classifier.eval()
+
+        features, extraction = self._features(model, classifier, weights_id, data, config)
+        feature_dim = features["train"].shape[1]
+        head = nn.Linear(feature_dim, 10).to(config.device)
+
+        train = (torch.from_numpy(np.array(features["train"])), torch.from_numpy(data.train.labels))
+        val = (torch.from_numpy(np.array(features["val"])), torch.from_numpy(data.val.labels))
+        steps = config.epochs * math.ceil(len(train[0]) / config.batch_size)
+        optimizer, scheduler = self._optimizer(head, config, set(), steps)
+        started = time.perf_counter()
+        result = fit(head, train, val, optimizer, config, reporter, scheduler)
+        head_seconds = time.perf_counter() - started
+
+        classifier.head = head
+        trained = self._trained(model, classifier, config.settings, weights_id, feature_dim=feature_dim)
+        trained.extra = {**extraction, "head_train_seconds": head_seconds,
+                         "head_seconds_per_epoch": head_seconds / config.epochs}
+        return TrainResult(trained=trained, history=result.history, best_epoch=result.best_epoch)
+
+    def _features(self, model, classifier, weights_id, data, config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Load the frozen features from the cache, or extract and cache them."""
+        description = {
+            "version": FEATURE_CACHE_VERSION,
+            "plugin": self.source.name,
+            "model": model,
+            "weights": weights_id,
+            "input_size": config.settings["input_size"],
+            "data": data_fingerprint(data),
+        }
+        key = cache_key(description)
+        cache = FeatureCache()
+        cached = cache.load(key)
+        if cached is not None:
+            _log(config, f"Features: reusing the cache in {cache.path(key)}")
+            return cached, {"features_cached": True, "extract_seconds": 0.0, "extract_images_per_second": None}
+
+        features = {}
+        started = time.perf_counter()
+        total = len(data.train) + len(data.val) + len(data.test)
+        _log(config, f"Features: extracting {total:,} images with the frozen {model} backbone")
+        for split in ("train", "val", "test"):
+            images = to_tensor(getattr(data, split).images)
+            features[split] = predict_logits(classifier, images, config.device, EXTRACT_BATCH_SIZE).numpy()
+        seconds = time.perf_counter() - started
+        rate = total / max(seconds, 1e-9)
+        path = cache.store(key, features, {**description, "model": f"{self.source.name}/{model}",
+                                           "extract_seconds": seconds})
+        _log(config, f"Features: {total:,} images in {seconds:.1f} s ({rate:.0f} images/s), cached in {path}")
+        return features, {"features_cached": False, "extract_seconds": seconds, "extract_images_per_second": rate}
+
+    def _trained(self, model, classifier, settings, weights_id, feature_dim) -> TrainedModel:
+        trained = TrainedModel(model=model, net=classifier, parameters=count_parameters(classifier), settings=dict(settings))
+        classifier.zoo_meta = {
+            "model": model,
+            "input_size": settings["input_size"],
+            "freeze": settings["freeze"],
+            "pretrained_layout": weights_id is not None and not weights_id.startswith("random-init"),
+            "weights": weights_id,
+            "feature_dim": feature_dim,
+            "mean": classifier.adapter.mean.flatten().tolist(),
+            "std": classifier.adapter.std.flatten().tolist(),
+        }
+        return trained
+
+    # -- evaluation, saving, loading ------------------------------------------
+
+    @hookimpl
+    def zoo_evaluate(self, trained: TrainedModel, images: np.ndarray, labels: np.ndarray, config) -> Evaluation:
+        logits = predict_logits(trained.net, to_tensor(images), config.device)
+        return evaluate_logits(logits, torch.from_numpy(labels))
+
+    @hookimpl
+    def zoo_predict(self, trained: TrainedModel, images: np.ndarray) -> np.ndarray:
+        device = next(trained.net.parameters()).device
+        logits = predict_logits(trained.net, to_tensor(images), str(device))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+    @hookimpl
+    def zoo_save(self, trained: TrainedModel, directory: str) -> None:
+        classifier = trained.net
+        torch.save(classifier.state_dict(), os.path.join(directory, MODEL_FILE))
+        with open(os.path.join(directory, META_FILE), "w", encoding="utf-8") as handle:
+            json.dump(classifier.zoo_meta, handle, indent=2)
+
+    @hookimpl
+    def zoo_load(self, model: str, directory: str, settings: dict[str, Any], device: str) -> TrainedModel:
+        with open(os.path.join(directory, META_FILE), encoding="utf-8") as handle:
+            meta = json.load(handle)
+        size = meta["input_size"]
+        network = self.source.build(model, 10, size, meta["pretrained_layout"])
+        head = None
+        if meta["freeze"]:
+            heads = head_parameter_names(lambda n: self.source.build(model, n, size, meta["pretrained_layout"]))
+            replace_modules(network, head_module_names(heads), lambda module: nn.Identity())
+            head = nn.Linear(meta["feature_dim"], 10)
+        classifier = BackboneClassifier(InputAdapter(size, meta["mean"], meta["std"]), network, head)
+        state = torch.load(os.path.join(directory, MODEL_FILE), map_location="cpu", weights_only=True)
+        classifier.load_state_dict(state)
+        classifier.zoo_meta = meta
+        classifier.to(device).eval()
+        return TrainedModel(model=model, net=classifier, parameters=count_parameters(classifier), settings=dict(settings))
+
+
+def data_fingerprint(data) -> str:
+    """Identify the images and labels of every split cheaply (labels in full, every 97th image)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in (data.train, data.val, data.test):
+        digest.update(split.labels.tobytes())
+        digest.update(np.ascontiguousarray(split.images[::97]).tobytes())
+        digest.update(str(len(split)).encode())
+    return digest.hexdigest()[:16]
