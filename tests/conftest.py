@@ -40,7 +40,7 @@ class PluginSite:
         module: str | None = None,
         version: str = "1.0",
     ) -> str:
-        """Write a module and its distribution metadata; return the module name.
+        """Write a module and its distribution metadata, and return the module name.
 
         ``distribution`` defaults to ``zoo-test-ENTRY_POINT`` and ``module`` to
         ``zoo_test_ENTRY_POINT``.
@@ -61,7 +61,7 @@ class PluginSite:
         (dist_info / "top_level.txt").write_text(f"{module}\n", encoding="utf-8")
 
         self.modules.append(module)
-        # importlib.metadata caches folder listings; drop them so the new distribution is seen.
+        # importlib.metadata caches folder listings, so drop them to make the new distribution visible.
         importlib.invalidate_caches()
         return module
 
@@ -83,7 +83,7 @@ def isolated_environment() -> dict[str, str]:
 
 @pytest.fixture
 def plugin_site(tmp_path: Path):
-    """Yield a PluginSite on sys.path; its modules and the folder are removed afterwards."""
+    """Yield a PluginSite on sys.path, and remove the folder from sys.path and its modules from sys.modules afterwards."""
     root = tmp_path / "site-packages"
     root.mkdir()
     sys.path.insert(0, str(root))
@@ -134,7 +134,7 @@ def _default_sigint() -> None:
 
 
 class ZooCli:
-    """Runs the zoo CLI in a subprocess; the child gets isolated_environment() unless ``env`` is given."""
+    """Runs the zoo CLI in a subprocess. The child gets isolated_environment() unless ``env`` is given."""
 
     def __init__(self) -> None:
         self.command = zoo_command()

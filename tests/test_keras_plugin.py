@@ -21,7 +21,7 @@ from zoo_keras.models import MODELS, build_model
 pytestmark = pytest.mark.usefixtures("isolated_zoo_env")
 
 TRAIN_LIMIT = 500
-# The test images used to compare predictions; the full test split would only add time.
+# Predictions are compared on the first TEST_IMAGES test images, because the full test split would only add time.
 TEST_IMAGES = 2000
 
 
@@ -75,7 +75,7 @@ def test_train_returns_history(trained_mlp):
 
     assert result.best_epoch == 1
     assert len(result.history) == 1
-    assert set(result.history[0]) == {"train_loss", "val_loss", "val_accuracy"}
+    assert {"train_loss", "val_loss", "val_accuracy"} <= set(result.history[0])
     assert 0.0 <= result.history[0]["val_accuracy"] <= 1.0
 
 
@@ -141,7 +141,8 @@ def test_same_seed_same_accuracy(host, mnist, trained_mlp):
     second, _ = train(host, mnist, "mlp", seed=0)
 
     assert measure_accuracy(host, mnist, second.trained, config) == measure_accuracy(host, mnist, first.trained, config)
-    assert second.history == first.history
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        assert [epoch[key] for epoch in second.history] == [epoch[key] for epoch in first.history]
 
 
 def test_other_seed_other_weights(host, mnist, trained_mlp):

@@ -176,7 +176,7 @@ def test_parse_version_forms(text, parsed):
     assert parse_version(text) == parsed
 
 
-def test_shared_model_name_needs_qualified_name(plugin_site, frequency_plugin_source):
+def test_shared_name_needs_qualified_name(plugin_site, frequency_plugin_source):
     plugin_site.install("alpha", frequency_plugin_source)
     plugin_site.install("beta", frequency_plugin_source)
     catalog = Catalog(PluginHost(), entries=[])
@@ -207,7 +207,7 @@ def test_registry_file_claims_shared_name(plugin_site, frequency_plugin_source, 
     assert resolved.training["epochs"] == 3
 
 
-def test_duplicate_entry_point_name_is_reported(plugin_site, frequency_plugin_source):
+def test_duplicate_entry_point_is_reported(plugin_site, frequency_plugin_source):
     plugin_site.install("twin", frequency_plugin_source, distribution="zoo-twin-one", module="zoo_twin_one")
     plugin_site.install("twin", frequency_plugin_source, distribution="zoo-twin-two", module="zoo_twin_two")
 
@@ -233,7 +233,7 @@ def test_train_hook_wrong_type_names_hook(plugin_site, frequency_plugin_source, 
     assert str(raised.value) == "plugin 'sloppy' returned dict from zoo_train, expected TrainResult"
 
 
-def test_train_hook_wrong_type_leaves_no_run(plugin_site, frequency_plugin_source, tmp_path):
+def test_wrong_train_result_keeps_nothing(plugin_site, frequency_plugin_source, tmp_path):
     source = frequency_plugin_source + (
         "\n\n@hookimpl\ndef zoo_train(model, data, config, reporter):\n    return None\n"
     )

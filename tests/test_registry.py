@@ -13,6 +13,19 @@ from zoo_core.registry import Catalog, RegistryEntry, default_registry_path, loa
 pytestmark = pytest.mark.usefixtures("isolated_zoo_env")
 
 CHECKOUT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
+KERAS_REGISTRY = """
+version: 1
+models:
+  - name: mlp
+    plugin: keras
+    package: zoo
+    description: Keras dense network from the test registry
+    aliases: [dense]
+  - name: lstm
+    plugin: keras
+    package: zoo
+    aliases: [rnn]
+"""
 
 
 def parse_error(text: str) -> str:
@@ -28,7 +41,7 @@ def host() -> PluginHost:
 
 @pytest.fixture(scope="module")
 def catalog(host) -> Catalog:
-    return Catalog(host, load_registry(CHECKOUT_REGISTRY))
+    return Catalog(host, parse_registry(KERAS_REGISTRY, "keras.yaml"))
 
 
 def test_parse_full_entry():
@@ -91,11 +104,11 @@ def test_parse_unknown_top_level_suggests():
         ("models:\n  - {name: mlp, plugin: keras, aliases: dense}\n",
          "test.yaml: entry 'mlp': field 'aliases' must be a list, got str 'dense'"),
         ("models:\n  - {name: mlp, plugin: 3}\n",
-         "test.yaml: entry 'mlp': field 'plugin' must be a str, got int 3"),
+         "test.yaml: entry 'mlp': field 'plugin' must be a string, got int 3"),
         ("models:\n  - {name: mlp, plugin: keras, training: [1]}\n",
-         "test.yaml: entry 'mlp': field 'training' must be a dict, got list [1]"),
-        ("version: '1'\n", "test.yaml: field 'version' must be a int, got str '1'"),
-        ("version: true\n", "test.yaml: field 'version' must be a int, got bool True"),
+         "test.yaml: entry 'mlp': field 'training' must be a mapping, got list [1]"),
+        ("version: '1'\n", "test.yaml: field 'version' must be an integer, got str '1'"),
+        ("version: true\n", "test.yaml: field 'version' must be an integer, got bool True"),
         ("models: {name: mlp}\n", "test.yaml: field 'models' must be a list, got dict {'name': 'mlp'}"),
     ],
 )
@@ -106,7 +119,7 @@ def test_parse_wrong_types(text, expected):
 def test_parse_unnamed_entry_uses_position():
     message = parse_error("models:\n  - {name: mlp, plugin: keras}\n  - {name: 7, plugin: keras}\n")
 
-    assert message == "test.yaml: entry 2: field 'name' must be a str, got int 7"
+    assert message == "test.yaml: entry 2: field 'name' must be a string, got int 7"
 
 
 @pytest.mark.parametrize(
@@ -169,11 +182,12 @@ def test_load_registry_missing_file(tmp_path):
 
 
 def test_checkout_registry_entries():
-    entries = load_registry(CHECKOUT_REGISTRY)
+    entries = {entry.name: entry for entry in load_registry(CHECKOUT_REGISTRY)}
 
-    assert [entry.name for entry in entries] == ["mlp", "lstm"]
-    assert entries[0].aliases == ("dense",)
-    assert entries[1].aliases == ("rnn",)
+    assert entries["mlp"].plugin == "keras"
+    assert entries["mlp"].aliases == ("dense",)
+    assert entries["lstm"].plugin == "keras"
+    assert entries["lstm"].aliases == ("rnn",)
 
 
 def test_registry_path_from_environment(tmp_path, monkeypatch):
@@ -194,7 +208,7 @@ def test_resolve_names_and_aliases(catalog, name, qualified):
 def test_resolve_alias_uses_entry_description(catalog):
     resolved = catalog.resolve("dense")
 
-    assert resolved.description.startswith("Keras Sequential dense network (512-512 ReLU")
+    assert resolved.description == "Keras dense network from the test registry"
 
 
 def test_resolve_merges_entry_defaults(host):
@@ -209,7 +223,7 @@ def test_resolve_merges_entry_defaults(host):
     assert resolved.settings["dropout"] == 0.2
 
 
-def test_resolve_entry_named_after_model_curates_qualified(host):
+def test_model_named_entry_curates_defaults(host):
     entry = RegistryEntry(name="mlp", plugin="keras", model="mlp", training={"epochs": 4})
 
     resolved = Catalog(host, [entry]).resolve("keras/mlp")
@@ -267,7 +281,7 @@ def test_missing_plugin_entry_is_unavailable(host):
     assert row.description == "ResNet-18"
 
 
-def test_missing_plugin_entry_resolve_names_package(host):
+def test_missing_plugin_resolve_names_package(host):
     entry = RegistryEntry(name="resnet18", plugin="vision", model="resnet18", package="zoo-vision")
     catalog = Catalog(host, [entry])
 
@@ -299,7 +313,7 @@ def test_entry_for_missing_model_suggests_upgrade(host):
     assert row.note == "plugin 'keras' provides no model 'cnn'; upgrade zoo"
 
 
-def test_entry_for_broken_plugin_is_unavailable(plugin_site):
+def test_broken_plugin_entry_unavailable(plugin_site):
     plugin_site.install("broken", "raise ImportError('missing native library')\n")
     entry = RegistryEntry(name="fast", plugin="broken", model="fast", package="zoo-test-broken")
     catalog = Catalog(PluginHost(), [entry])
@@ -311,14 +325,27 @@ def test_entry_for_broken_plugin_is_unavailable(plugin_site):
     assert "missing native library" in row.note
 
 
-def test_rows_list_registry_then_plugins(catalog):
+def test_rows_list_registry_entries_first(catalog):
     rows = catalog.rows()
 
-    assert [(row.name, row.qualified, row.available) for row in rows] == [
+    assert [(row.name, row.qualified, row.available) for row in rows[:2]] == [
         ("mlp", "keras/mlp", True),
         ("lstm", "keras/lstm", True),
     ]
     assert rows[0].aliases == ("dense",)
+
+
+def test_rows_entry_without_description(catalog):
+    [row] = [row for row in catalog.rows() if row.name == "lstm"]
+
+    assert row.description == catalog.host.plugins["keras"].models["lstm"].description
+
+
+def test_rows_list_each_model_once(catalog):
+    qualified = [row.qualified for row in catalog.rows()]
+
+    assert len(qualified) == len(set(qualified))
+    assert "keras/mlp" in qualified
 
 
 def test_rows_qualify_shared_model_names(plugin_site, frequency_plugin_source):

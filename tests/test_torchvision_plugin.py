@@ -17,6 +17,7 @@ from zoo_core.config import RunConfig
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, ZooError
 from zoo_core.reporting import TrainingReporter
+from zoo_core.torch_training import classification_loss, split_output
 from zoo_torchvision import plugin
 
 ALL_MODELS = sorted(models.list_models(module=models))
@@ -81,8 +82,8 @@ def test_architecture_forward_backward(model):
 
     classifier.train()
     output = classifier(images)
-    logits = output if isinstance(output, torch.Tensor) else output[0]
-    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([7, 2]))
+    logits, _ = split_output(output)
+    loss = classification_loss(output, torch.tensor([7, 2]))  # auxiliary heads included
     loss.backward()
 
     assert logits.shape == (2, 10)

@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
         help="set a model setting, e.g. --set dropout=0.3 or --set hidden=[256,256]; repeatable",
     )
-    backbone = run.add_argument_group("backbone models (torchvision, timm)")
+    backbone = run.add_argument_group("backbone models (torchvision plugin)")
     backbone.add_argument("--freeze", action="store_true", help="freeze the backbone and train only the new head (default: fine-tune all layers)")
     backbone.add_argument("--pretrained", dest="pretrained", action="store_true", default=None,
                           help="start from the model's default ImageNet weights (the default for backbone models)")

@@ -153,8 +153,10 @@ def coerce_setting(model: str, key: str, value: Any, defaults: dict[str, Any]) -
             f"model {model!r} has no setting {key!r}{_suggest(key, list(defaults))}; valid settings: {valid}"
         )
     default = defaults[key]
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:
+        raise ConfigError(f"model {model!r} setting {key!r} must not be null; its default is {default!r}")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

@@ -33,6 +33,7 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 REQUIRED_FIELDS = ("name", "plugin")
 TOP_LEVEL_FIELDS = {"version": int, "models": list}
+TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,7 @@ def _suggest(word: str, choices: list[str]) -> str:
 def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
     # bool is a subclass of int, so an int field must reject True and False explicitly.
     if isinstance(value, bool) and expected is int or not isinstance(value, expected):
-        expected_name = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-        raise ConfigError(f"{where}: field {key!r} must be a {expected_name}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: field {key!r} must be {TYPE_NAMES[expected]}, got {type(value).__name__} {value!r}")
 
 
 def parse_registry(text: str, source: str) -> list[RegistryEntry]:

@@ -200,7 +200,13 @@ class ResultsStore:
     def _create_schema(self) -> None:
         connection = self._connect()
         try:
-            version = self._read_schema_version(connection)
+            # One read transaction, so the version and the table list come from the same snapshot
+            # even while another process creates the schema.
+            connection.execute("BEGIN")
+            try:
+                version = self._read_schema_version(connection)
+            finally:
+                connection.execute("COMMIT")
             if version == SCHEMA_VERSION:
                 return
             self._enable_wal(connection)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -104,6 +105,7 @@ def fit(
     best_accuracy, best_epoch, best_state = -1.0, 0, None
 
     for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
         model.train()
         reporter.epoch_start(epoch, num_batches)
         total_loss = 0.0
@@ -126,7 +128,12 @@ def fit(
         val_logits = predict_logits(model, val[0], device)
         val_loss = nn.functional.cross_entropy(val_logits, val[1]).item()
         val_accuracy = (val_logits.argmax(1) == val[1]).float().mean().item()
-        history.append({"train_loss": total_loss / num_batches, "val_loss": val_loss, "val_accuracy": val_accuracy})
+        history.append({
+            "train_loss": total_loss / num_batches,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "seconds": time.perf_counter() - started,
+        })
         reporter.epoch_end(total_loss / num_batches, val_loss, val_accuracy)
 
         if val_accuracy > best_accuracy:

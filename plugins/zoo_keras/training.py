@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -30,8 +31,10 @@ class ReporterCallback(keras.callbacks.Callback):
         self.best_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
         self._previous_mean = 0.0
+        self._epoch_started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
         self.reporter.epoch_start(epoch + 1, self.steps_per_epoch)
         self._previous_mean = 0.0
 
@@ -47,6 +50,7 @@ class ReporterCallback(keras.callbacks.Callback):
             "train_loss": float(logs["loss"]),
             "val_loss": float(logs["val_loss"]),
             "val_accuracy": float(logs["val_accuracy"]),
+            "seconds": time.perf_counter() - self._epoch_started,
         }
         self.history.append(entry)
         self.reporter.epoch_end(entry["train_loss"], entry["val_loss"], entry["val_accuracy"])

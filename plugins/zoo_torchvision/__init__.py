@@ -7,6 +7,7 @@ adapts the input, puts on a 10-class head, freezes and caches features.
 
 from __future__ import annotations
 
+import math
 import os
 from urllib.parse import urlparse
 
@@ -15,20 +16,22 @@ from torch import nn
 from torchvision import models
 
 from zoo_core.backbones import BackbonePlugin, WeightsInfo
+from zoo_core.errors import ConfigError
 
 ZOO_CONTRACT_VERSION = "1.0"
 
 # Default input size per family: the smallest square size that every member
 # of the family accepts, rounded up to what trains well on MNIST on a CPU.
-# Transformers with learned position embeddings or fixed window grids need
-# their input size fixed when they are built (ViT: image_size, MaxViT: input_size).
+# ViT and MaxViT fix their input size when they are built (image_size and
+# input_size). A ViT's size must be a multiple of its patch size, so its
+# default is the smallest multiple of the patch size from 32 up.
 FAMILY_INPUT_SIZE = {
     "alexnet": 64,
     "convnext": 32,
     "densenet": 32,
     "efficientnet": 32,
     "googlenet": 32,
-    "inception": 75,
+    "inception": 96,
     "maxvit": 224,
     "mnasnet": 32,
     "mobilenetv2": 32,
@@ -39,11 +42,16 @@ FAMILY_INPUT_SIZE = {
     "squeezenet": 32,
     "swin_transformer": 32,
     "vgg": 32,
-    "vision_transformer": 224,
 }
 DEFAULT_INPUT_SIZE = 64
 # The minimum input sizes torchvision publishes in each weights' meta, where larger than 32.
 FAMILY_MIN_SIZE = {"alexnet": 63, "inception": 75}
+INCEPTION_AUX_MIN_SIZE = 299
+
+
+def vit_patch_size(model: str) -> int:
+    """Return the patch size from a ViT name such as vit_b_16."""
+    return int(model.rsplit("_", 1)[-1])
 
 
 class TorchvisionSource:
@@ -59,20 +67,27 @@ class TorchvisionSource:
         return f"torchvision {model} ({self.family(model)} family), 10-class head"
 
     def default_input_size(self, model: str) -> int:
-        return FAMILY_INPUT_SIZE.get(self.family(model), DEFAULT_INPUT_SIZE)
+        family = self.family(model)
+        if family == "vision_transformer":
+            patch = vit_patch_size(model)
+            return math.ceil(32 / patch) * patch
+        return FAMILY_INPUT_SIZE.get(family, DEFAULT_INPUT_SIZE)
 
     def min_input_size(self, model: str) -> int:
         family = self.family(model)
-        if family in ("vision_transformer",):
-            return 32  # any multiple of the patch size, given at build time
+        if family == "vision_transformer":
+            return vit_patch_size(model)
         if family == "maxvit":
-            return 224 if model == "maxvit_t" else 64
+            return 224  # maxvit_t's 7x7 partitions need 224 (sizes down to 32 fail to build)
         return FAMILY_MIN_SIZE.get(family, 32)
 
     def build(self, model: str, num_classes: int, input_size: int, pretrained: bool) -> nn.Module:
         family = self.family(model)
         kwargs = {"num_classes": num_classes}
         if family == "vision_transformer":
+            patch = vit_patch_size(model)
+            if input_size % patch:
+                raise ConfigError(f"{model} needs an input_size that is a multiple of its patch size {patch}, got {input_size}")
             kwargs["image_size"] = input_size
         if family == "maxvit":
             kwargs["input_size"] = (input_size, input_size)
@@ -80,6 +95,9 @@ class TorchvisionSource:
             # torchvision builds these with transform_input=True whenever it loads its ImageNet weights.
             kwargs["transform_input"] = pretrained
             kwargs["init_weights"] = not pretrained
+        if family == "inception":
+            # Inception V3's auxiliary head needs 299-pixel inputs; below that it is left out.
+            kwargs["aux_logits"] = input_size >= INCEPTION_AUX_MIN_SIZE
         return models.get_model(model, weights=None, **kwargs)
 
     def adapt_state(self, model: str, state: dict[str, torch.Tensor], input_size: int) -> dict[str, torch.Tensor]:
@@ -87,8 +105,7 @@ class TorchvisionSource:
         if self.family(model) == "vision_transformer" and "encoder.pos_embedding" in state:
             from torchvision.models.vision_transformer import interpolate_embeddings
 
-            patch_size = int(model.split("_")[-1])
-            return interpolate_embeddings(input_size, patch_size, state)
+            return interpolate_embeddings(input_size, vit_patch_size(model), state)
         return state
 
     def default_weights(self, model: str) -> WeightsInfo | None:

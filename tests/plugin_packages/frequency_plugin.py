@@ -1,4 +1,4 @@
-"""A tiny zoo plugin for tests: each model predicts the class frequencies of its training labels.
+"""A tiny zoo plugin for tests, whose models predict the class frequencies of their training labels.
 
 Tests install a copy of this module as a real distribution with a ``zoo.plugins``
 entry point, and append lines to the copy to change one thing, for example

@@ -1,17 +1,47 @@
 """Find and replace a classifier's head without per-family rules.
 
 The head is whatever depends on the number of classes: building the same
-architecture on PyTorch's meta device (no memory, no initialization cost)
-with 10 and with 11 classes, the parameters whose shapes differ are exactly
-the head's, auxiliary heads included.
+architecture with 10 and with 11 classes, the parameters whose shapes differ
+are exactly the head's, auxiliary heads included. The two builds keep their
+tensors on PyTorch's meta device, so they cost neither memory nor
+initialization time.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
-import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def empty_weights() -> Iterator[None]:
+    """Move every parameter and buffer to the meta device as soon as a module registers it.
+
+    ``with torch.device("meta")`` is not enough: RegNet's builder computes its
+    block widths with tensors and calls ``.tolist()``, which fails on meta
+    tensors. Here those computations run on the CPU, and only the weights
+    (and the initialization that runs on them) go to the meta device.
+    """
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def register_meta_parameter(module, name, parameter):
+        register_parameter(module, name, parameter)
+        if parameter is not None:
+            moved = module._parameters[name]
+            module._parameters[name] = nn.Parameter(moved.to("meta"), requires_grad=moved.requires_grad)
+
+    def register_meta_buffer(module, name, buffer, persistent=True):
+        register_buffer(module, name, buffer, persistent)
+        if buffer is not None:
+            module._buffers[name] = module._buffers[name].to("meta")
+
+    nn.Module.register_parameter, nn.Module.register_buffer = register_meta_parameter, register_meta_buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def head_parameter_names(build: Callable[[int], nn.Module]) -> list[str]:
@@ -19,7 +49,7 @@ def head_parameter_names(build: Callable[[int], nn.Module]) -> list[str]:
 
     ``build(num_classes)`` must return the architecture with that many outputs.
     """
-    with torch.device("meta"):
+    with empty_weights():
         ten = dict(build(10).named_parameters())
         eleven = dict(build(11).named_parameters())
     return sorted(name for name, tensor in ten.items() if name not in eleven or eleven[name].shape != tensor.shape)

@@ -8,6 +8,7 @@ and timm plugins are such sources.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from torch import nn
 
 from zoo_core.backbones.adapter import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 from zoo_core.backbones.features import FeatureCache, cache_key
-from zoo_core.backbones.heads import head_module_names, head_parameter_names, replace_modules
+from zoo_core.backbones.heads import empty_weights, head_module_names, head_parameter_names, replace_modules
 from zoo_core.backbones.weights import download_state_dict, file_digest, load_backbone_weights, read_state_dict
 from zoo_core.errors import ConfigError
 from zoo_core.hookspecs import CONTRACT_VERSION, Evaluation, ModelSpec, TrainedModel, TrainResult, hookimpl
@@ -122,7 +123,7 @@ class BackbonePlugin:
     @hookimpl
     def zoo_info(self, model: str, settings: dict[str, Any]) -> dict[str, Any]:
         size = settings["input_size"]
-        with torch.device("meta"):
+        with empty_weights():
             parameters = count_parameters(self.source.build(model, 10, size, False))
         heads = head_parameter_names(lambda n: self.source.build(model, n, size, False))
         weights = self.source.default_weights(model)
@@ -334,12 +335,10 @@ class BackbonePlugin:
 
 
 def data_fingerprint(data) -> str:
-    """Identify the images and labels of every split cheaply (labels in full, every 97th image)."""
-    import hashlib
-
+    """Identify the images and labels of every split (about 0.1 s for all of MNIST)."""
     digest = hashlib.sha256()
     for split in (data.train, data.val, data.test):
+        digest.update(str(split.images.shape).encode())
+        digest.update(np.ascontiguousarray(split.images).tobytes())
         digest.update(split.labels.tobytes())
-        digest.update(np.ascontiguousarray(split.images[::97]).tobytes())
-        digest.update(str(len(split)).encode())
     return digest.hexdigest()[:16]
