@@ -231,3 +231,22 @@ def test_fine_tune_backbone_lr_groups(small_mnist_dir):
     lrs = sorted(group["max_lr"] for group in optimizer.param_groups)
     assert lrs == [1e-4, 1e-3]
     assert len(optimizer.param_groups[0]["params"]) == 2  # fc.weight and fc.bias
+
+
+def test_cache_command_lists_and_clears(small_mnist_dir, tmp_path, monkeypatch, capsys):
+    from zoo_core.cli import main
+
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    data = load_mnist(small_mnist_dir)
+    config = _config("squeezenet1_1", small_mnist_dir, freeze=True, pretrained=False)
+    plugin.zoo_train(model="squeezenet1_1", data=data, config=config, reporter=TrainingReporter(1, quiet=True))
+    capsys.readouterr()
+
+    assert main(["cache"]) == 0
+    listing = capsys.readouterr().out
+    assert "torchvision/squeezenet1_1" in listing
+    assert "500x512" in listing
+
+    assert main(["cache", "clear"]) == 0
+    assert "Removed 1 cached feature sets" in capsys.readouterr().out
+    assert FeatureCache().entries() == []

@@ -208,6 +208,28 @@ def command_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_check_plugin(args: argparse.Namespace) -> int:
+    from zoo_core.conformance import TABLE_HEADERS, check_plugin
+    from zoo_core.errors import ConfigError
+
+    host, _ = _host_and_catalog()
+    models = None
+    if args.models is not None:
+        models = [name.strip() for name in args.models.split(",") if name.strip()]
+        if not models:
+            raise ConfigError(f"--models {args.models!r} names no model: give model names separated by commas, like mlp,lstm")
+    print(f"Checking plugin {args.plugin!r} on {args.limit:,} training images ...", file=sys.stderr)
+    results = check_plugin(
+        host, args.plugin, models,
+        limit=args.limit, eval_size=args.eval_size, data_dir=args.data_dir, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, threads=args.threads, device=args.device,
+    )
+    _print_table(TABLE_HEADERS, [result.row() for result in results])
+    failed = sum(not result.passed for result in results)
+    print(f"{len(results) - failed} of {len(results)} checks passed")
+    return 1 if failed else 0
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs-dir", metavar="DIR",
@@ -276,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
     runs_parser.add_argument("--model", help="only runs of this qualified model name, e.g. keras/mlp")
     _add_runs_dir(runs_parser)
     runs_parser.set_defaults(handler=command_runs)
+
+    check = commands.add_parser(
+        "check-plugin", help="train a plugin's models on a small MNIST subset and check that they honor the hook contract"
+    )
+    check.add_argument("plugin", help="plugin name, as listed by `zoo plugins`")
+    check.add_argument("--models", metavar="M1,M2", help="comma-separated models of the plugin to check (default: all)")
+    check.add_argument("--limit", type=int, default=1000, metavar="N", help="training images (default: 1000)")
+    check.add_argument("--eval-size", type=int, default=1000, metavar="N", help="validation and test images (default: 1000)")
+    check.add_argument("--epochs", type=int, default=2, help="training epochs (default: 2)")
+    check.add_argument("--batch-size", type=int, default=32, help="images per training batch (default: 32)")
+    check.add_argument("--seed", type=int, default=0, help="random seed of both trainings of the seed check (default: 0)")
+    check.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
+    check.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu, where training is reproducible)")
+    check.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files to use (default: $ZOO_DATA_DIR, else the shipped copy)")
+    check.set_defaults(handler=command_check_plugin)
 
     leaderboard = commands.add_parser("leaderboard", help="print the leaderboard generated from kept runs")
     leaderboard.add_argument("--format", default="markdown", help="markdown, csv or html (default: markdown)")
