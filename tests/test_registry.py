@@ -8,7 +8,15 @@ import pytest
 
 from zoo_core.errors import ConfigError, ModelNotFoundError, PluginError
 from zoo_core.plugins import PluginHost
-from zoo_core.registry import Catalog, RegistryEntry, default_registry_path, load_registry, parse_registry
+from zoo_core.registry import (
+    Catalog,
+    RegistryEntry,
+    default_registry_path,
+    load_registry,
+    load_registry_document,
+    parse_registry,
+    parse_registry_document,
+)
 
 pytestmark = pytest.mark.usefixtures("isolated_zoo_env")
 
@@ -247,9 +255,9 @@ def test_unknown_model_suggests_close_names(catalog):
 
 def test_unknown_model_without_close_match(catalog):
     with pytest.raises(ModelNotFoundError) as raised:
-        catalog.resolve("transformer")
+        catalog.resolve("gradient_boosting")
 
-    assert str(raised.value) == "unknown model 'transformer'; see `zoo list`"
+    assert str(raised.value) == "unknown model 'gradient_boosting'; see `zoo list`"
 
 
 def test_unknown_plugin_prefix_suggests(catalog):
@@ -367,5 +375,76 @@ def test_rows_entry_claims_shared_name(plugin_site, frequency_plugin_source):
     rows = Catalog(PluginHost(), [entry]).rows()
     names = {row.qualified: row.name for row in rows}
 
+    assert names["beta/freq"] == "freq"
+    assert names["alpha/freq"] == "alpha/freq"
+
+
+def test_parse_prefer_keeps_order():
+    registry = parse_registry_document("prefer: [torchvision, timm]\nmodels: []\n", "test.yaml")
+
+    assert registry.prefer == ("torchvision", "timm")
+    assert registry.entries == []
+
+
+def test_parse_without_prefer():
+    assert parse_registry_document("models: []\n", "test.yaml").prefer == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("prefer: timm\n", "test.yaml: field 'prefer' must be a list, got str 'timm'"),
+        ("prefer: [timm, 3]\n", "test.yaml: field 'prefer' must list plugin names, got 3"),
+        ("prefer: [timm/resnet50]\n", "test.yaml: field 'prefer' must list plugin names, got 'timm/resnet50'"),
+        ("prefer: [timm, torchvision, timm]\n", "test.yaml: field 'prefer' lists plugin 'timm' twice"),
+    ],
+)
+def test_parse_invalid_prefer(text, expected):
+    assert parse_error(text) == expected
+
+
+def test_checkout_registry_prefers_torchvision():
+    assert load_registry_document(CHECKOUT_REGISTRY).prefer == ("torchvision", "timm")
+
+
+def test_prefer_picks_owner_of_shared_name(plugin_site, frequency_plugin_source):
+    plugin_site.install("alpha", frequency_plugin_source)
+    plugin_site.install("beta", frequency_plugin_source)
+    catalog = Catalog(PluginHost(), entries=[], prefer=("beta", "alpha"))
+
+    names = {row.qualified: row.name for row in catalog.rows()}
+
+    assert catalog.resolve("freq").qualified == "beta/freq"
+    assert catalog.resolve("alpha/freq").qualified == "alpha/freq"
+    assert names["beta/freq"] == "freq"
+    assert names["alpha/freq"] == "alpha/freq"
+
+
+def test_prefer_skips_plugins_without_model(plugin_site, frequency_plugin_source):
+    plugin_site.install("alpha", frequency_plugin_source)
+    plugin_site.install("beta", frequency_plugin_source)
+    catalog = Catalog(PluginHost(), entries=[], prefer=("keras", "missing", "alpha"))
+
+    assert catalog.resolve("freq").qualified == "alpha/freq"
+
+
+def test_prefer_without_provider_stays_ambiguous(plugin_site, frequency_plugin_source):
+    plugin_site.install("alpha", frequency_plugin_source)
+    plugin_site.install("beta", frequency_plugin_source)
+    catalog = Catalog(PluginHost(), entries=[], prefer=("keras",))
+
+    with pytest.raises(ModelNotFoundError, match="provided by several plugins"):
+        catalog.resolve("freq")
+
+
+def test_entry_claims_name_before_prefer(plugin_site, frequency_plugin_source):
+    plugin_site.install("alpha", frequency_plugin_source)
+    plugin_site.install("beta", frequency_plugin_source)
+    entry = RegistryEntry(name="freq", plugin="beta", model="freq")
+    catalog = Catalog(PluginHost(), [entry], prefer=("alpha", "beta"))
+
+    names = {row.qualified: row.name for row in catalog.rows()}
+
+    assert catalog.resolve("freq").qualified == "beta/freq"
     assert names["beta/freq"] == "freq"
     assert names["alpha/freq"] == "alpha/freq"

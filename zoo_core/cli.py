@@ -181,7 +181,7 @@ def command_runs(args: argparse.Namespace) -> int:
         return 0
     records = ResultsStore(database).list(model=args.model)
     rows = [
-        [r.run_id, r.model, str(r.seed), f"{r.test_accuracy * 100:.2f}%", f"{r.train_seconds:.0f}", r.created]
+        [r.run_id, r.model, str(r.seed), f"{r.test_accuracy * 100:.2f}%", f"{r.train_seconds:.1f}", r.created]
         for r in records
     ]
     if not rows:
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
         help="set a model setting, e.g. --set dropout=0.3 or --set hidden=[256,256]; repeatable",
     )
-    backbone = run.add_argument_group("backbone models (torchvision plugin)")
+    backbone = run.add_argument_group("backbone models (torchvision and timm plugins)")
     backbone.add_argument("--freeze", action="store_true", help="freeze the backbone and train only the new head (default: fine-tune all layers)")
     backbone.add_argument("--pretrained", dest="pretrained", action="store_true", default=None,
                           help="start from the model's default ImageNet weights (the default for backbone models)")

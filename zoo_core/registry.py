@@ -1,9 +1,11 @@
 """Model names: what plugins provide, plus the curated entries of registry.yaml.
 
 Every model has a qualified name ``PLUGIN/MODEL``. A plain name works when one
-plugin provides it, or when a registry entry or alias claims it. Resolution
+plugin provides it, when a registry entry or alias claims it, or when the
+registry's ``prefer`` list ranks the plugins that provide it. Resolution
 order for a plain name: registry entries and aliases, then the models of the
-installed plugins.
+installed plugins, where a name that several plugins provide belongs to the
+first of them in ``prefer``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "settings": dict,
 }
 REQUIRED_FIELDS = ("name", "plugin")
-TOP_LEVEL_FIELDS = {"version": int, "models": list}
+TOP_LEVEL_FIELDS = {"version": int, "prefer": list, "models": list}
 TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}
 
 
@@ -48,6 +50,14 @@ class RegistryEntry:
     aliases: tuple[str, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A parsed registry.yaml: its entries, and the plugin order for plain names that several plugins provide."""
+
+    entries: list[RegistryEntry] = field(default_factory=list)
+    prefer: tuple[str, ...] = ()
 
 
 @dataclass
@@ -101,19 +111,36 @@ def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, .
 
 
 def parse_registry(text: str, source: str) -> list[RegistryEntry]:
-    """Parse and validate registry YAML; errors name the entry and the field."""
+    """Parse and validate registry YAML and return its entries; errors name the entry and the field."""
+    return parse_registry_document(text, source).entries
+
+
+def _parse_prefer(source: str, value: list[Any]) -> tuple[str, ...]:
+    seen: list[str] = []
+    for plugin in value:
+        if not isinstance(plugin, str) or not plugin or "/" in plugin:
+            raise ConfigError(f"{source}: field 'prefer' must list plugin names, got {plugin!r}")
+        if plugin in seen:
+            raise ConfigError(f"{source}: field 'prefer' lists plugin {plugin!r} twice")
+        seen.append(plugin)
+    return tuple(seen)
+
+
+def parse_registry_document(text: str, source: str) -> Registry:
+    """Parse and validate registry YAML, the top-level ``prefer`` list included."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{source} is not valid YAML: {error}") from error
     if document is None:
-        return []
+        return Registry()
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a mapping with a 'models' list, got {type(document).__name__}")
     for key, value in document.items():
         if key not in TOP_LEVEL_FIELDS:
             raise ConfigError(f"{source}: unknown top-level field {key!r}{_suggest(str(key), list(TOP_LEVEL_FIELDS))}")
         _check_type(source, key, value, TOP_LEVEL_FIELDS[key])
+    prefer = _parse_prefer(source, document.get("prefer") or [])
 
     entries: list[RegistryEntry] = []
     claimed: dict[str, str] = {}
@@ -152,22 +179,37 @@ def parse_registry(text: str, source: str) -> list[RegistryEntry]:
                 settings=dict(raw.get("settings") or {}),
             )
         )
-    return entries
+    return Registry(entries=entries, prefer=prefer)
 
 
 def load_registry(path: Path | None = None) -> list[RegistryEntry]:
+    return load_registry_document(path).entries
+
+
+def load_registry_document(path: Path | None = None) -> Registry:
     path = path or default_registry_path()
     if not path.is_file():
-        return []
-    return parse_registry(path.read_text(encoding="utf-8"), str(path))
+        return Registry()
+    return parse_registry_document(path.read_text(encoding="utf-8"), str(path))
 
 
 class Catalog:
-    """All model names: the installed plugins' models and the registry's entries."""
+    """All model names: the installed plugins' models and the registry's entries.
 
-    def __init__(self, host: PluginHost, entries: list[RegistryEntry] | None = None) -> None:
+    Without ``entries``, the entries and the ``prefer`` list come from
+    registry.yaml; with ``entries``, ``prefer`` defaults to no preference.
+    """
+
+    def __init__(
+        self, host: PluginHost, entries: list[RegistryEntry] | None = None, prefer: tuple[str, ...] | None = None
+    ) -> None:
         self.host = host
-        self.entries = load_registry() if entries is None else entries
+        if entries is None:
+            registry = load_registry_document()
+            entries = registry.entries
+            prefer = registry.prefer if prefer is None else prefer
+        self.entries = entries
+        self.prefer = tuple(prefer or ())
         self.by_name: dict[str, RegistryEntry] = {}
         for entry in self.entries:
             for name in (entry.name, *entry.aliases):
@@ -175,6 +217,12 @@ class Catalog:
 
     def _providers(self, model: str) -> list[str]:
         return sorted(name for name, info in self.host.plugins.items() if info.loaded and model in info.models)
+
+    def _plain_owner(self, providers: list[str]) -> str | None:
+        """Return the plugin that owns a plain name these plugins provide: the only one, or the first in ``prefer``."""
+        if len(providers) == 1:
+            return providers[0]
+        return next((plugin for plugin in self.prefer if plugin in providers), None)
 
     def _all_names(self) -> list[str]:
         names = set(self.by_name)
@@ -234,8 +282,9 @@ class Catalog:
             return self._resolved(entry.plugin, entry.model, entry)
 
         providers = self._providers(name)
-        if len(providers) == 1:
-            return self._resolved(providers[0], name)
+        owner = self._plain_owner(providers)
+        if owner is not None:
+            return self._resolved(owner, name)
         if len(providers) > 1:
             choices = ", ".join(f"{plugin}/{name}" for plugin in providers)
             raise ModelNotFoundError(
@@ -265,12 +314,10 @@ class Catalog:
             for model, spec in sorted(info.models.items()):
                 if (plugin, model) in covered:
                     continue
-                providers = self._providers(model)
-                plain_owner = self.by_name.get(model)
-                shared = len(providers) > 1 and plain_owner is None
+                owns_plain_name = model not in self.by_name and self._plain_owner(self._providers(model)) == plugin
                 rows.append(
                     CatalogRow(
-                        name=f"{plugin}/{model}" if shared or plain_owner else model,
+                        name=model if owns_plain_name else f"{plugin}/{model}",
                         qualified=f"{plugin}/{model}",
                         plugin=plugin,
                         available=True,

@@ -10,9 +10,12 @@ initialization time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Callable, Iterator
 
 from torch import nn
+
+_BUILDING_EMPTY = contextvars.ContextVar("building_empty_weights", default=False)
 
 
 @contextlib.contextmanager
@@ -38,10 +41,22 @@ def empty_weights() -> Iterator[None]:
             module._buffers[name] = module._buffers[name].to("meta")
 
     nn.Module.register_parameter, nn.Module.register_buffer = register_meta_parameter, register_meta_buffer
+    token = _BUILDING_EMPTY.set(True)
     try:
         yield
     finally:
+        _BUILDING_EMPTY.reset(token)
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+
+
+def building_empty_weights() -> bool:
+    """Return True inside ``empty_weights()``.
+
+    A builder that runs a forward pass while it constructs the model (timm's
+    hybrid ViTs do, to measure their CNN stem) needs its input on the meta
+    device too, so it checks this and creates its own tensors there.
+    """
+    return _BUILDING_EMPTY.get()
 
 
 def head_parameter_names(build: Callable[[int], nn.Module]) -> list[str]:

@@ -47,9 +47,22 @@ class WeightsInfo:
     file_name: str
     url: str
     fetch: Callable[[], dict[str, torch.Tensor]]
+    # The cache that ``fetch`` reads first and how to fill it by hand, for the
+    # offline error. A placement of None names the torch hub checkpoints folder.
+    cache_name: str = "the torch hub cache"
+    placement: str | None = None
 
 
 class BackboneSource(Protocol):
+    """A library of backbones.
+
+    Two methods are optional, so they are not part of this protocol.
+    ``check_settings(model, settings)`` raises ZooError for settings that the
+    library cannot build, before any download or build.
+    ``adapt_state(model, state, input_size)`` returns a checkpoint fitted to
+    the input size (position embeddings resized, say).
+    """
+
     name: str
 
     def model_names(self) -> list[str]: ...
@@ -106,6 +119,8 @@ class BackbonePlugin:
             "backbone_lr": None,
             "schedule": "onecycle",
             "weight_decay": 0.01,
+            # Random translations of up to 2 pixels while fine-tuning; frozen features are extracted without them.
+            "shift": 2,
         }
 
     @hookimpl
@@ -146,9 +161,14 @@ class BackbonePlugin:
             )
         if settings["schedule"] not in SCHEDULES:
             raise ConfigError(f"setting 'schedule' has invalid value {settings['schedule']!r}; use one of {', '.join(SCHEDULES)}")
+        if not 0 <= settings.get("shift", 0) <= 4:
+            raise ConfigError(f"setting 'shift' must be from 0 to 4 pixels, got {settings['shift']}")
         backbone_lr = settings.get("backbone_lr")
         if backbone_lr is not None and (isinstance(backbone_lr, bool) or not isinstance(backbone_lr, (int, float)) or backbone_lr < 0):
             raise ConfigError(f"setting 'backbone_lr' must be a number >= 0 or null, got {backbone_lr!r}")
+        check_settings = getattr(self.source, "check_settings", None)
+        if check_settings is not None:
+            check_settings(model, settings)
 
     def _weights(self, model: str, settings: dict[str, Any], seed: int):
         """Return (state dict or None, weights id, mean, std)."""
@@ -165,7 +185,8 @@ class BackbonePlugin:
                     f"{self.source.name}/{model} has no published pretrained weights; "
                     f"use --no-pretrained or --weights FILE"
                 )
-            state = download_state_dict(default.fetch, f"{default.id} for {model}", default.file_name, default.url)
+            state = download_state_dict(default.fetch, f"{default.id} for {model}", default.file_name, default.url,
+                                        default.cache_name, default.placement)
             return state, default.id, mean, std
         return None, f"random-init-seed{seed}", mean, std
 
@@ -182,7 +203,8 @@ class BackbonePlugin:
             if adapt_state is not None:
                 state = adapt_state(model, state, size)
             load_backbone_weights(network, state, heads, weights_id)
-        return BackboneClassifier(InputAdapter(size, mean, std), network), heads, weights_id
+        adapter = InputAdapter(size, mean, std, shift=settings.get("shift", 0))
+        return BackboneClassifier(adapter, network), heads, weights_id
 
     # -- training --------------------------------------------------------------
 

@@ -95,16 +95,30 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], head
     return {"loaded": len(usable), "dropped": len(dropped), "missing": len(missing)}
 
 
-def download_state_dict(fetch: Callable[[], dict[str, torch.Tensor]], description: str, file_name: str, url: str) -> dict[str, torch.Tensor]:
-    """Run ``fetch`` (a hub download that uses the torch hub cache) with an offline-friendly error."""
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
+def download_state_dict(
+    fetch: Callable[[], dict[str, torch.Tensor]],
+    description: str,
+    file_name: str,
+    url: str,
+    cache_name: str = "the torch hub cache",
+    placement: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run ``fetch`` (a hub download that looks in a local cache first) with an offline-friendly error.
+
+    ``cache_name`` and ``placement`` describe the cache that ``fetch`` reads,
+    for the error message. ``placement`` is an instruction such as "Put the
+    file F from URL into FOLDER", and by default it names the torch hub
+    checkpoints folder.
+    """
+    if placement is None:
+        placement = f"Put the file {file_name} from {url} into {Path(torch.hub.get_dir()) / 'checkpoints'}"
     try:
         return fetch()
     except ZooError:
         raise
     except Exception as error:  # urllib, http and ssl errors differ by platform and Python version
         raise ZooError(
-            f"pretrained weights {description} are not in the torch hub cache and the download failed "
-            f"({type(error).__name__}: {error}). Put the file {file_name} from {url} into {folder}, "
+            f"pretrained weights {description} are not in {cache_name} and the download failed "
+            f"({type(error).__name__}: {error}). {placement}, "
             f"pass --weights FILE, or train from scratch with --no-pretrained"
         ) from error
