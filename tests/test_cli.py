@@ -198,7 +198,7 @@ def test_leaderboard_output_file(kept_run, zoo_cli, tmp_path):
                      cwd=kept_run.workdir)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"Leaderboard of 1 runs written to {output}\n"
+    assert result.stdout == f"Leaderboard of 1 run(s) written to {output}\n"
     assert "keras/mlp" in output.read_text(encoding="utf-8")
 
 

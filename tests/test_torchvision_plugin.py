@@ -152,7 +152,7 @@ def test_weights_file_wrong_architecture(tmp_path):
 def test_weights_file_with_code_rejected(tmp_path):
     path = tmp_path / "pickled.pth"
     torch.save({"state_dict": models.resnet18(weights=None).state_dict(), "extra": Path("x")}, path)
-    with pytest.raises(ConfigError, match="weights_only"):
+    with pytest.raises(ConfigError, match="pickled objects are rejected"):
         plugin.build("resnet18", settings_for("resnet18", weights=str(path)), seed=0)
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Sequence
 
 from zoo_core import __version__
-from zoo_core.errors import ZooError
+from zoo_core.errors import ConfigError, ZooError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _host_and_catalog():
@@ -74,6 +76,8 @@ def command_run(args: argparse.Namespace) -> int:
 def _backbone_assignments(args: argparse.Namespace) -> list[str]:
     """Turn the backbone shortcuts (--freeze, --weights, ...) into model settings."""
     assignments = []
+    if args.weights and args.pretrained is False:
+        raise ConfigError("--weights and --no-pretrained contradict each other: drop --no-pretrained to load the file")
     if args.freeze:
         assignments.append("freeze=true")
     if args.pretrained is not None:
@@ -170,6 +174,14 @@ def command_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qualified_filter(model: str | None) -> str | None:
+    """Turn a --model filter given as a plain name or alias into the qualified name the database stores."""
+    if model is None or "/" in model:
+        return model
+    _, catalog = _host_and_catalog()
+    return catalog.resolve(model).qualified
+
+
 def command_runs(args: argparse.Namespace) -> int:
     from zoo_core import runs
     from zoo_core.results import DB_NAME, ResultsStore
@@ -179,7 +191,7 @@ def command_runs(args: argparse.Namespace) -> int:
     if not database.is_file():
         print(f"No runs in {root} yet. Train one with `zoo run mlp`.")
         return 0
-    records = ResultsStore(database).list(model=args.model)
+    records = ResultsStore(database).list(model=_qualified_filter(args.model))
     rows = [
         [r.run_id, r.model, str(r.seed), f"{r.test_accuracy * 100:.2f}%", f"{r.train_seconds:.1f}", r.created]
         for r in records
@@ -198,11 +210,14 @@ def command_leaderboard(args: argparse.Namespace) -> int:
 
     root = runs.runs_root(args.runs_dir)
     database = root / DB_NAME
-    records = ResultsStore(database).list(model=args.model) if database.is_file() else []
+    records = ResultsStore(database).list(model=_qualified_filter(args.model)) if database.is_file() else []
     text = format_leaderboard(build_leaderboard(records), args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"Leaderboard of {len(records)} runs written to {args.output}")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise ZooError(f"cannot write the leaderboard to {args.output!r}: {error.strerror}; check that the folder exists") from None
+        print(f"Leaderboard of {len(records)} run(s) written to {args.output}")
     else:
         print(text, end="" if text.endswith("\n") else "\n")
     return 0
@@ -323,16 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    # SystemExit unwinds like Ctrl+C, so a run in progress discards its partial folder.
+    raise SystemExit(EXIT_TERMINATED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.handler(args)
     except ZooError as error:
         if os.environ.get("ZOO_DEBUG"):
             traceback.print_exc()
-        print(f"zoo: error: {error}", file=sys.stderr)
-        if error.__cause__ is not None and not os.environ.get("ZOO_DEBUG"):
-            print("zoo: set ZOO_DEBUG=1 to see the full traceback", file=sys.stderr)
+        # One line: library messages (YAML parser positions, say) can span several.
+        message = " ".join(str(error).split())
+        print(f"zoo: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("\nzoo: interrupted; the run was discarded and nothing was stored", file=sys.stderr)

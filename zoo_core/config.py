@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,7 @@ def validate(config: RunConfig) -> RunConfig:
     for name, value in positive.items():
         if value < 1:
             raise ConfigError(f"option {name!r} must be at least 1, got {value}")
-    if not config.lr > 0:
+    if not (config.lr > 0 and math.isfinite(config.lr)):
         raise ConfigError(f"option 'lr' must be a positive number, got {config.lr}")
     if config.seed < 0:
         raise ConfigError(f"option 'seed' must be zero or positive, got {config.seed}")

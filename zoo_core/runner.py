@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from zoo_core import __version__, runs
-from zoo_core.config import RunConfig
+from zoo_core.config import DEVICE_PATTERN, RunConfig
 from zoo_core.data import MNIST, load_mnist
 from zoo_core.errors import ConfigError, PluginError
 from zoo_core.evaluation import (
@@ -58,6 +58,8 @@ def library_versions() -> dict[str, str]:
 
 def resolve_device(device: str) -> str:
     """Turn ``auto`` into ``cuda`` or ``cpu``; reject a GPU device that is not present."""
+    if not DEVICE_PATTERN.match(device):
+        raise ConfigError(f"device {device!r} is invalid: use auto, cpu, cuda, cuda:N or mps")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -128,6 +130,10 @@ def run(config: RunConfig, resolved: ResolvedModel, host: PluginHost, stream: Te
     root = runs.runs_root(config.runs_dir)
     config.runs_dir = str(root)
     run_id = runs.new_run_id(resolved.plugin, resolved.model, config.seed)
+    database = root / DB_NAME
+    # Opening an existing database first reports a damaged one before any training time is spent.
+    store = ResultsStore(database) if database.exists() else None
+    partial = runs.start_run(root, run_id)
     if not config.quiet:
         print(
             f"Training {resolved.qualified} on {len(data.train):,} images "
@@ -135,7 +141,6 @@ def run(config: RunConfig, resolved: ResolvedModel, host: PluginHost, stream: Te
             file=stream,
         )
 
-    partial = runs.start_run(root, run_id)
     try:
         reporter = TrainingReporter(config.epochs, config.log_interval, config.quiet, stream)
         started = time.perf_counter()
@@ -189,7 +194,7 @@ def run(config: RunConfig, resolved: ResolvedModel, host: PluginHost, stream: Te
 
     # The database row is written last: a run is either complete on disk and in the table, or absent.
     try:
-        ResultsStore(root / DB_NAME).add(record)
+        (store or ResultsStore(database)).add(record)
     except BaseException:
         runs.discard_run(run_dir)
         raise

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from zoo_core.errors import RunNotFoundError
+from zoo_core.errors import RunNotFoundError, ZooError
 
 PARTIAL_PREFIX = ".partial-"
 SETTINGS_FILE = "settings.yaml"
@@ -37,8 +37,14 @@ def new_run_id(plugin: str, model: str, seed: int, now: datetime | None = None) 
 
 
 def start_run(root: Path, run_id: str) -> Path:
+    """Create the run's partial folder; raise ZooError if the runs folder is unusable."""
+    if root.exists() and not root.is_dir():
+        raise ZooError(f"runs folder {str(root)!r} is a file; pass another folder with --runs-dir")
     partial = root / f"{PARTIAL_PREFIX}{run_id}"
-    partial.mkdir(parents=True)
+    try:
+        partial.mkdir(parents=True)
+    except OSError as error:
+        raise ZooError(f"cannot create a run folder in {str(root)!r}: {error.strerror}; pass a writable folder with --runs-dir") from None
     return partial
 
 
@@ -75,4 +81,12 @@ def find_run(root: Path, reference: str) -> Path:
 
 
 def read_settings(run_dir: Path) -> dict:
-    return yaml.safe_load((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    """Read a kept run's settings.yaml; raise ZooError if it is damaged."""
+    path = run_dir / SETTINGS_FILE
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ZooError(f"the run's settings file {str(path)!r} cannot be read ({type(error).__name__}); the run is damaged") from error
+    if not isinstance(settings, dict) or "plugin" not in settings or "model" not in settings:
+        raise ZooError(f"the run's settings file {str(path)!r} lacks 'plugin' or 'model'; the run is damaged")
+    return settings

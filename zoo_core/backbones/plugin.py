@@ -34,6 +34,8 @@ MODEL_FILE = "model.pt"
 META_FILE = "backbone.json"
 SCHEDULES = ("onecycle", "cosine", "constant")
 EXTRACT_BATCH_SIZE = 256
+# ImageNet backbones are trained at 224 to 600 pixels; larger inputs only cost memory on 28x28 digits.
+MAX_INPUT_SIZE = 1024
 FEATURE_CACHE_VERSION = 1
 
 
@@ -154,6 +156,13 @@ class BackbonePlugin:
     # -- building --------------------------------------------------------------
 
     def _check_settings(self, model: str, settings: dict[str, Any]) -> None:
+        if settings["input_size"] > MAX_INPUT_SIZE:
+            raise ConfigError(
+                f"setting 'input_size' of {settings['input_size']} is above the maximum of {MAX_INPUT_SIZE} pixels; "
+                f"MNIST digits are 28x28, so {self.source.default_input_size(model)} is usually enough"
+            )
+        if settings["weight_decay"] < 0:
+            raise ConfigError(f"setting 'weight_decay' must be zero or positive, got {settings['weight_decay']}")
         minimum = self.source.min_input_size(model)
         if settings["input_size"] < minimum:
             raise ConfigError(
@@ -202,7 +211,8 @@ class BackbonePlugin:
             adapt_state = getattr(self.source, "adapt_state", None)
             if adapt_state is not None:
                 state = adapt_state(model, state, size)
-            load_backbone_weights(network, state, heads, weights_id)
+            source = repr(settings["weights"]) if settings["weights"] else weights_id
+            load_backbone_weights(network, state, heads, source)
         adapter = InputAdapter(size, mean, std, shift=settings.get("shift", 0))
         return BackboneClassifier(adapter, network), heads, weights_id
 

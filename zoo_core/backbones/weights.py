@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import zipfile
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +27,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"weights file {str(path)!r} not found")
+        raise ConfigError(f"weights file {str(path)!r} not found or not a file")
     with open(path, "rb") as handle:
         head = handle.read(16)
     try:
@@ -37,13 +37,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except Exception as error:  # safetensors, zipfile and pickle each raise their own error types
+        # PyTorch's weights_only message spans many lines and suggests weights_only=False, which
+        # would run the file's pickled code; zoo never does that, so the first line is enough.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+        first_line = text.splitlines()[0].split(". ")[0][:200] if text else type(error).__name__
         raise ConfigError(
-            f"weights file {str(path)!r} cannot be read as safetensors or as a PyTorch state dict "
-            f"loadable with weights_only=True: {error}"
+            f"weights file {str(path)!r} is not a safetensors file or a PyTorch state dict of plain tensors "
+            f"(files with other pickled objects are rejected); {type(error).__name__}: {first_line}"
         ) from error
-    except Exception as error:  # safetensors raises its own SafetensorError; pickle errors vary by version
-        raise ConfigError(f"weights file {str(path)!r} cannot be read: {type(error).__name__}: {error}") from error
 
     for key in NESTED_KEYS:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
