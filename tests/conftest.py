@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+
+from zoo_core.data import load_mnist
 
 PLUGIN_PACKAGES = Path(__file__).resolve().parent / "plugin_packages"
 ZOO_ENVIRONMENT = ("ZOO_REGISTRY", "ZOO_RUNS_DIR", "ZOO_DATA_DIR", "ZOO_DEBUG")
@@ -173,3 +180,36 @@ class ZooCli:
 def zoo_cli() -> ZooCli:
     """Return a ZooCli for the zoo console script installed with this interpreter."""
     return ZooCli()
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list[tuple]:
+    """Fail the test on any name lookup, connection or download, and return the attempts (the code under test may catch the error)."""
+    attempts: list[tuple] = []
+
+    def reject_download(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(socket, "getaddrinfo", reject_download)
+    monkeypatch.setattr(socket.socket, "connect", reject_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", reject_download)
+    return attempts
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(tmp_path_factory) -> Path:
+    """A 600-image training file and a 200-image test file cut from the shipped MNIST."""
+    full = load_mnist()
+    folder = tmp_path_factory.mktemp("small-mnist")
+    _write_idx(folder / "train-images-idx3-ubyte.gz", full.train.images[:600])
+    _write_idx(folder / "train-labels-idx1-ubyte.gz", full.train.labels[:600])
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", full.test.images[:200])
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", full.test.labels[:200])
+    return folder

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import socket
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -30,39 +27,10 @@ def settings_for(model: str, **changes) -> dict:
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Fail the test on any download or socket connection."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a download was attempted")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-@pytest.fixture
 def hub_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     folder = tmp_path / "torch" / "hub" / "checkpoints"
     folder.mkdir(parents=True)
-    return folder
-
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture(scope="module")
-def small_mnist_dir(tmp_path_factory) -> Path:
-    """A 600-image training file and a 200-image test file cut from the shipped MNIST."""
-    full = load_mnist()
-    folder = tmp_path_factory.mktemp("small-mnist")
-    _write_idx(folder / "train-images-idx3-ubyte.gz", full.train.images[:600])
-    _write_idx(folder / "train-labels-idx1-ubyte.gz", full.train.labels[:600])
-    _write_idx(folder / "t10k-images-idx3-ubyte.gz", full.test.images[:200])
-    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", full.test.labels[:200])
     return folder
 
 
