@@ -33,9 +33,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 class ModelSpec:
     """A model a plugin provides, with its defaults.
 
-    ``training`` holds the defaults of the common training options (``epochs``,
-    ``batch_size``, ``lr``); ``settings`` holds the model's own settings, whose
-    default values also fix their types for ``--set key=value``.
+    ``training`` contains the defaults of the common training options
+    (``epochs``, ``batch_size``, ``lr``). ``settings`` contains the model's own
+    settings, whose default values also fix their types for ``--set key=value``.
     """
 
     name: str
@@ -49,7 +49,7 @@ class TrainedModel:
     """A trained or loaded model, as the plugin's hooks exchange it.
 
     ``net`` is the plugin's own object (a Keras model, an ``nn.Module``); the
-    core never looks inside it. ``extra`` holds plugin-specific facts about
+    core never looks inside it. ``extra`` contains plugin-specific facts about
     training (timings, cache use) that the run writes into metrics.json.
     """
 
@@ -62,7 +62,7 @@ class TrainedModel:
 
 @dataclass
 class TrainResult:
-    """What the train hook returns.
+    """The train hook's result.
 
     ``history`` has one dict per epoch with at least ``train_loss``,
     ``val_loss`` and ``val_accuracy`` (a fraction). ``best_epoch`` is 1-based,

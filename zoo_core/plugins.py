@@ -167,8 +167,8 @@ class PluginHost:
     def call(self, plugin: str, hook: str, expected: type | tuple[type, ...] | None = None, **kwargs: Any) -> Any:
         """Call ``hook`` on one plugin and check the type of its result.
 
-        A ZooError raised by the plugin passes through unchanged, since it
-        already names the value to fix; any other exception becomes a
+        A ZooError raised by the plugin passes through unchanged, because it
+        already names the value to fix. Any other exception becomes a
         PluginError naming the plugin and the hook, chained to the original.
         """
         info = self.get(plugin)

@@ -1,8 +1,8 @@
 """torchvision plugin: every classification model in ``torchvision.models``.
 
 The model list, the builders and the default ImageNet weights all come from
-torchvision itself; the shared backbone machinery in ``zoo_core.backbones``
-adapts the input, puts on a 10-class head, freezes and caches features.
+torchvision itself. The shared backbone machinery in ``zoo_core.backbones``
+adapts the input, puts on a 10-class head, and freezes and caches features.
 """
 
 from __future__ import annotations

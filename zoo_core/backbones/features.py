@@ -3,8 +3,8 @@
 A frozen backbone maps the same image to the same features, so features are
 computed once per (model, weights, input size, data) and reused. An entry is
 written into a temporary folder and renamed into place only when every split
-is written, so a run interrupted during extraction leaves no usable entry;
-its temporary folder is removed by the next ``zoo cache clear``.
+is written, so a run interrupted during extraction leaves no usable entry.
+Its temporary folder is removed by the next ``zoo cache clear``.
 """
 
 from __future__ import annotations

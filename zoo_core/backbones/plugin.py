@@ -1,8 +1,8 @@
 """A model plugin for any library of ImageNet classification backbones.
 
-``BackbonePlugin`` implements the hooks once; a ``BackboneSource`` tells it
-which models a library has, how to build one with a given number of classes
-and input size, and where its pretrained weights come from. The torchvision
+``BackbonePlugin`` implements the hooks once. A ``BackboneSource`` supplies
+the models a library has, builds one with a given number of classes and input
+size, and describes where its pretrained weights come from. The torchvision
 and timm plugins are such sources.
 """
 
