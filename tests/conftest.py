@@ -213,3 +213,12 @@ def small_mnist_dir(tmp_path_factory) -> Path:
     _write_idx(folder / "t10k-images-idx3-ubyte.gz", full.test.images[:200])
     _write_idx(folder / "t10k-labels-idx1-ubyte.gz", full.test.labels[:200])
     return folder
+
+
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub checkpoint folder under a temporary TORCH_HOME."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    return folder

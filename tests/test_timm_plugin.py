@@ -245,14 +245,6 @@ def test_pretrained_loads_from_hf_cache(hf_cache, no_network):
     assert classifier.network.fc.out_features == 10
 
 
-@pytest.fixture
-def hub_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    return folder
-
-
 def test_url_weights_offline_error(hub_dir, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")

@@ -26,14 +26,6 @@ def settings_for(model: str, **changes) -> dict:
     return settings
 
 
-@pytest.fixture
-def hub_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    return folder
-
-
 def _config(model: str, data_dir: Path, **settings) -> RunConfig:
     return RunConfig(
         model=f"torchvision/{model}", epochs=1, batch_size=50, lr=1e-3, seed=0, device="cpu",

@@ -18,7 +18,6 @@ import yaml
 
 from zoo_core.errors import ConfigError
 
-TRAINING_DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3}
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -195,7 +194,10 @@ def build_config(
     ``training`` and ``settings`` are the model's defaults; ``options`` holds
     only the command-line options the user gave (None means not given).
     """
-    values: dict[str, Any] = {**TRAINING_DEFAULTS, **training}
+    for key in training:
+        if key not in FIELD_TYPES or key == "settings":
+            raise ConfigError(f"model {model!r} declares an unknown training default {key!r}; use epochs, batch_size or lr")
+    values: dict[str, Any] = dict(training)
     merged_settings = dict(settings)
 
     for source in (file_values or {}, {k: v for k, v in (options or {}).items() if v is not None}):

@@ -46,7 +46,7 @@ def zoo_train(model, data, config, reporter) -> TrainResult:
 @hookimpl
 def zoo_evaluate(trained, images, labels, config) -> Evaluation:
     with keras.device(config.device):
-        return evaluate_model(trained.net, images, labels, config.batch_size)
+        return evaluate_model(trained.net, images, labels)
 
 
 @hookimpl

@@ -100,6 +100,6 @@ def predict_probabilities(net: keras.Model, images: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, dtype=np.float64)
 
 
-def evaluate_model(net: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> Evaluation:
+def evaluate_model(net: keras.Model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     probabilities = predict_probabilities(net, images)
     return Evaluation(probabilities=probabilities, loss=cross_entropy(probabilities, labels))

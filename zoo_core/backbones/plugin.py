@@ -214,7 +214,9 @@ class BackbonePlugin:
             source = repr(settings["weights"]) if settings["weights"] else weights_id
             load_backbone_weights(network, state, heads, source)
         adapter = InputAdapter(size, mean, std, shift=settings.get("shift", 0))
-        return BackboneClassifier(adapter, network), heads, weights_id
+        classifier = BackboneClassifier(adapter, network)
+        classifier.pretrained_layout = pretrained_layout
+        return classifier, heads, weights_id
 
     # -- training --------------------------------------------------------------
 
@@ -319,7 +321,7 @@ class BackbonePlugin:
             "model": model,
             "input_size": settings["input_size"],
             "freeze": settings["freeze"],
-            "pretrained_layout": weights_id is not None and not weights_id.startswith("random-init"),
+            "pretrained_layout": classifier.pretrained_layout,
             "weights": weights_id,
             "feature_dim": feature_dim,
             "mean": classifier.adapter.mean.flatten().tolist(),
