@@ -204,6 +204,15 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="session")
+def kit_data():
+    """The conformance kit's default subset: 1,000 training, validation and test images."""
+    from zoo_core.conformance import small_mnist
+    from zoo_core.data import load_mnist
+
+    return small_mnist(load_mnist())
+
+
+@pytest.fixture(scope="session")
 def small_mnist_dir(tmp_path_factory) -> Path:
     """A 600-image training file and a 200-image test file cut from the shipped MNIST."""
     full = load_mnist()

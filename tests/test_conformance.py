@@ -1,9 +1,8 @@
 """The conformance kit, its CLI command and pytest fixture, and the example plugin in examples/zoo-cnn.
 
-The example is put on sys.path with a generated ``zoo_cnn-0.1.0.dist-info``
-(METADATA and entry_points.txt), which is what ``pip install`` writes, so zoo
-finds it through its real ``zoo.plugins`` entry point without installing torch
-into a new environment.
+pip installs the example into a temporary folder on sys.path, so zoo finds it
+through its real ``zoo.plugins`` entry point, and the packages it needs come
+from the test environment.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import importlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from zoo_core import cli
-from zoo_core.conformance import FAIL, PASS, SKIP, check_plugin, small_mnist
+from zoo_core.conformance import FAIL, PASS, SKIP, check_plugin
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, ModelNotFoundError
 from zoo_core.plugins import PluginHost
@@ -120,20 +120,21 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def kit_data():
-    """The kit's default subset: 1,000 training, validation and test images."""
-    return small_mnist(load_mnist())
-
-
-@pytest.fixture(scope="module")
 def cnn_site(tmp_path_factory):
-    """Put examples/zoo-cnn on sys.path as an installed distribution, and yield the folder."""
+    """Install examples/zoo-cnn with pip into a temporary folder, put that folder on sys.path and yield it.
+
+    pip builds the package from its pyproject.toml and writes the
+    distribution's metadata and entry points, as for any third-party plugin.
+    """
     root = tmp_path_factory.mktemp("cnn-site")
-    shutil.copytree(EXAMPLE / "zoo_cnn", root / "zoo_cnn", ignore=shutil.ignore_patterns("__pycache__"))
-    dist_info = root / "zoo_cnn-0.1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-cnn\nVersion: 0.1.0\n", encoding="utf-8")
-    (dist_info / "entry_points.txt").write_text("[zoo.plugins]\ncnn = zoo_cnn\n", encoding="utf-8")
+    build = tmp_path_factory.mktemp("cnn-source")
+    # A copy, so that the build leaves no build/ or egg-info folders in the repository.
+    source = shutil.copytree(EXAMPLE, build / "zoo-cnn", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(root), str(source)],
+        check=True, capture_output=True, text=True,
+    )
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
     try:
@@ -388,3 +389,24 @@ def test_cli_check_unknown_plugin(capsys):
 
     assert status == 2
     assert "zoo: error: plugin 'nosuch' is not installed" in error
+
+
+def test_cli_check_applies_settings(capsys):
+    status = cli.main(["check-plugin", "keras", "--models", "mlp", "--threads", "1", "--set", "hidden=[64]"])
+    output = capsys.readouterr().out
+
+    assert status == 0
+    assert "9 of 9 checks passed" in output
+
+
+def test_invalid_setting_raises_before_training(kit_data):
+    with pytest.raises(ConfigError, match="model 'keras/mlp' has no setting 'hiden' \\(did you mean 'hidden'\\?\\)"):
+        check_plugin(PluginHost(), "keras", ["mlp"], data=kit_data, settings=["hiden=[64]"])
+
+
+def test_cli_check_rejects_bad_setting_value(capsys):
+    status = cli.main(["check-plugin", "keras", "--models", "mlp", "--set", "dropout=high"])
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert "setting 'dropout' has invalid value 'high'" in error

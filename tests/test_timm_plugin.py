@@ -15,6 +15,7 @@ from huggingface_hub import constants as hf_constants
 from zoo_core.backbones.features import FeatureCache
 from zoo_core.backbones.heads import building_empty_weights
 from zoo_core.backbones.memory import MEMORY_LIMIT_ENV
+from zoo_core.backbones.plugin import fast_inference
 from zoo_core.config import RunConfig
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, ZooError
@@ -409,3 +410,63 @@ def test_save_load_predict_identical(small_mnist_dir, tmp_path, monkeypatch, fre
     assert before.shape == (32, 10)
     np.testing.assert_array_equal(after, before)
     np.testing.assert_allclose(before.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_head_grid_multiplies_feature_width(small_mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    data = load_mnist(small_mnist_dir)
+    config = _config(TINY_MODEL, small_mnist_dir, freeze=True, pretrained=False, head_grid=2)
+    width = timm.create_model(TINY_MODEL).num_features
+
+    result = plugin.zoo_train(model=TINY_MODEL, data=data, config=config, reporter=TrainingReporter(1, quiet=True))
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    plugin.zoo_save(trained=result.trained, directory=str(folder))
+    loaded = plugin.zoo_load(model=TINY_MODEL, directory=str(folder), settings=config.settings, device="cpu")
+
+    assert result.trained.net.head.in_features == 4 * width
+    assert FeatureCache().entries()[0].meta["shapes"]["train"] == [500, 4 * width]
+    np.testing.assert_allclose(
+        plugin.zoo_predict(trained=loaded, images=data.test.images[:32]),
+        plugin.zoo_predict(trained=result.trained, images=data.test.images[:32]),
+        atol=1e-6,
+    )
+
+
+def test_head_grid_needs_a_pooling_module(small_mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    model = "test_vit"
+    config = _config(model, small_mnist_dir, freeze=True, pretrained=False, head_grid=2)
+
+    with pytest.raises(ConfigError, match="timm/test_vit has no global average pooling module for head_grid 2"):
+        plugin.zoo_train(model=model, data=load_mnist(small_mnist_dir), config=config,
+                         reporter=TrainingReporter(1, quiet=True))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"head_grid": 2}, "setting 'head_grid' of 2 applies only to a frozen backbone"),
+        ({"head_grid": 0, "freeze": True}, "setting 'head_grid' must be from 1 to 8, got 0"),
+    ],
+)
+def test_head_grid_invalid(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        plugin.build(TINY_MODEL, settings_for(TINY_MODEL, pretrained=False, **changes), seed=0)
+
+
+def test_fast_inference_keeps_predictions(small_mnist_dir):
+    torch.manual_seed(0)
+    classifier, _, _ = plugin.build("tf_efficientnet_lite0", settings_for("tf_efficientnet_lite0", pretrained=False), seed=0)
+    images = torch.from_numpy(load_mnist(small_mnist_dir).test.images[:16]).unsqueeze(1).float() / 255
+    classifier.eval()
+    with torch.no_grad():
+        plain = classifier(images)
+        with fast_inference(classifier, "cpu"):
+            assert classifier.channels_last
+            assert classifier.network.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+            fast = classifier(images)
+
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    assert not classifier.channels_last
+    assert classifier.network.conv_stem.weight.is_contiguous()

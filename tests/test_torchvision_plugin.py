@@ -9,7 +9,9 @@ import pytest
 import torch
 from torchvision import models
 
+from zoo_core.backbones.adapter import InputAdapter
 from zoo_core.backbones.features import FeatureCache
+from zoo_core.backbones.heads import pool_over_grid
 from zoo_core.config import RunConfig
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, ZooError
@@ -210,3 +212,26 @@ def test_cache_command_lists_and_clears(small_mnist_dir, tmp_path, monkeypatch, 
     assert main(["cache", "clear"]) == 0
     assert "Removed 1 cached feature sets" in capsys.readouterr().out
     assert FeatureCache().entries() == []
+
+
+# -- input adapter and pooling -----------------------------------------------------
+
+
+def test_adapter_inverts_before_normalizing():
+    images = torch.rand(2, 1, 28, 28)
+    adapter = InputAdapter(28, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), invert=True)
+
+    torch.testing.assert_close(adapter(images), ((1 - images) - 0.5).div(0.5).expand(-1, 3, -1, -1))
+
+
+def test_pool_over_grid_replaces_only_the_final_pool():
+    network = models.efficientnet_b0(num_classes=10)
+    squeeze_pools = [name for name, module in network.named_modules() if name.startswith("features.") and name.endswith(".avgpool")]
+
+    replaced = pool_over_grid(network, 2)
+    features = network.features(torch.zeros(1, 3, 64, 64))
+
+    assert replaced == "avgpool"
+    assert network.avgpool.output_size == 2
+    assert squeeze_pools and all(network.get_submodule(name).output_size == 1 for name in squeeze_pools)
+    assert network.avgpool(features).flatten(1).shape == (1, 4 * features.shape[1])

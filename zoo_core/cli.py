@@ -237,7 +237,7 @@ def command_check_plugin(args: argparse.Namespace) -> int:
     results = check_plugin(
         host, args.plugin, models,
         limit=args.limit, eval_size=args.eval_size, data_dir=args.data_dir, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, threads=args.threads, device=args.device,
+        batch_size=args.batch_size, seed=args.seed, threads=args.threads, device=args.device, settings=args.assignments,
     )
     _print_table(TABLE_HEADERS, [result.row() for result in results])
     failed = sum(not result.passed for result in results)
@@ -327,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
     check.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu, where training is reproducible)")
     check.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files to use (default: $ZOO_DATA_DIR, else the shipped copy)")
+    check.add_argument(
+        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+        help="model setting for every checked model, repeatable (--set pretrained=false checks backbones offline)",
+    )
     check.set_defaults(handler=command_check_plugin)
 
     leaderboard = commands.add_parser("leaderboard", help="print the leaderboard generated from kept runs")

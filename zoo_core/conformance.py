@@ -126,6 +126,7 @@ class CheckOptions:
     device: str = "cpu"
     min_accuracy: float = DEFAULT_MIN_ACCURACY
     quiet: bool = True
+    assignments: tuple[str, ...] = ()
 
 
 def small_mnist(data: MNIST, train_size: int = DEFAULT_TRAIN_SIZE, eval_size: int = DEFAULT_EVAL_SIZE) -> MNIST:
@@ -156,6 +157,7 @@ def check_plugin(
     device: str = "cpu",
     min_accuracy: float = DEFAULT_MIN_ACCURACY,
     quiet: bool = True,
+    settings: Sequence[str] = (),
 ) -> list[CheckResult]:
     """Run the conformance checks on ``models`` of one plugin (all its models when None).
 
@@ -163,7 +165,9 @@ def check_plugin(
     ``data_dir`` (default: $ZOO_DATA_DIR, else the shipped copy). It then keeps
     ``limit`` training images and ``eval_size`` validation and test images. The device
     defaults to the CPU because CUDA kernels may be nondeterministic, which
-    would fail the seed check. Raises PluginError when the plugin is not
+    would fail the seed check. ``settings`` holds ``key=value`` model settings,
+    as ``zoo run --set`` takes them, applied to every checked model
+    (``pretrained=false`` checks backbones without downloading weights). Raises PluginError when the plugin is not
     installed, ModelNotFoundError when a requested model is not one of its
     models, and ConfigError for an invalid option. A plugin that is installed but failed to load gets one failed
     ``load`` check.
@@ -177,10 +181,12 @@ def check_plugin(
     # Invalid options raise ConfigError here, before any training, instead of failing every model's train check.
     validate(RunConfig(model=plugin_name, epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, device=device))
     selected = _select_models(plugin_name, info.models, models)
+    for spec in selected:  # a misspelled or mistyped setting raises ConfigError here, before any training
+        build_config(f"{plugin_name}/{spec.name}", spec.training, spec.settings, assignments=list(settings))
     results = [_check_hooks(plugin_name, info.hooks)]
     if data is None:
         data = small_mnist(load_mnist(data_dir), limit, eval_size)
-    options = CheckOptions(epochs, batch_size, seed, threads, device, min_accuracy, quiet)
+    options = CheckOptions(epochs, batch_size, seed, threads, device, min_accuracy, quiet, tuple(settings))
     for spec in selected:
         results.extend(ModelChecker(host, plugin_name, spec, data, options).run())
     return results
@@ -272,7 +278,9 @@ class ModelChecker:
             "quiet": self.options.quiet,
         }
         qualified = f"{self.plugin}/{self.spec.name}"
-        return build_config(qualified, self.spec.training, self.spec.settings, options=options)
+        return build_config(
+            qualified, self.spec.training, self.spec.settings, options=options, assignments=list(self.options.assignments)
+        )
 
     def _train(self, config: RunConfig) -> _Trained:
         from zoo_core import runner  # imports torch, so only when a model is trained

@@ -90,3 +90,34 @@ def head_inputs(module: nn.Module) -> int:
     if isinstance(module, nn.Conv2d):
         return module.in_channels
     raise TypeError(f"unsupported head layer {type(module).__name__}; expected Linear or Conv2d")
+
+
+def is_global_average_pool(module: nn.Module) -> bool:
+    """Return True for a module that averages a feature map down to one value per channel."""
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        size = module.output_size
+        return size == 1 if isinstance(size, int) else tuple(size) == (1, 1)
+    # timm's pooling module, recognized by its attributes so that this module needs no timm import.
+    return type(module).__name__ == "SelectAdaptivePool2d" and getattr(module, "pool_type", "") == "avg"
+
+
+def pool_over_grid(network: nn.Module, grid: int) -> str | None:
+    """Make the network's final global average pool average over a ``grid`` x ``grid`` grid instead.
+
+    The final pool is the last registered global average pool; pools inside
+    blocks (squeeze-and-excitation) come before it. Its output keeps the
+    layout the network expects: flattened where the pool flattened. Returns
+    the replaced module's name, or None when the network has no such module
+    (a transformer that pools its tokens in its forward code).
+    """
+    names = [name for name, module in network.named_modules() if name and is_global_average_pool(module)]
+    if not names:
+        return None
+    name = names[-1]
+    # timm's module flattens when its flatten attribute is an nn.Flatten; torch's never does.
+    flatten = isinstance(getattr(network.get_submodule(name), "flatten", None), nn.Flatten)
+    pool: nn.Module = nn.AdaptiveAvgPool2d(grid)
+    if flatten:
+        pool = nn.Sequential(pool, nn.Flatten(1))
+    replace_modules(network, [name], lambda module: pool)
+    return name

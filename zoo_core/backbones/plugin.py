@@ -8,6 +8,7 @@ and timm plugins are such sources.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -16,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -24,7 +25,9 @@ from torch import nn
 
 from zoo_core.backbones.adapter import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 from zoo_core.backbones.features import FeatureCache, cache_key
-from zoo_core.backbones.heads import empty_weights, head_module_names, head_parameter_names, replace_modules
+from zoo_core.backbones.heads import (
+    empty_weights, head_module_names, head_parameter_names, pool_over_grid, replace_modules,
+)
 from zoo_core.backbones.weights import download_state_dict, file_digest, load_backbone_weights, read_state_dict
 from zoo_core.errors import ConfigError
 from zoo_core.hookspecs import CONTRACT_VERSION, Evaluation, ModelSpec, TrainedModel, TrainResult, hookimpl
@@ -36,6 +39,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 EXTRACT_BATCH_SIZE = 256
 # ImageNet backbones are trained at 224 to 600 pixels; larger inputs only cost memory on 28x28 digits.
 MAX_INPUT_SIZE = 1024
+MAX_HEAD_GRID = 8
 FEATURE_CACHE_VERSION = 1
 
 
@@ -88,9 +92,13 @@ class BackboneClassifier(nn.Module):
         self.adapter = adapter
         self.network = network
         self.head = head
+        self.channels_last = False
 
     def forward(self, images: torch.Tensor):
-        output = self.network(self.adapter(images))
+        inputs = self.adapter(images)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        output = self.network(inputs)
         if self.head is None:
             return output
         return self.head(output.flatten(1))
@@ -123,6 +131,11 @@ class BackbonePlugin:
             "weight_decay": 0.01,
             # Random translations of up to 2 pixels while fine-tuning; frozen features are extracted without them.
             "shift": 2,
+            "invert": False,
+            # Fine-tune in the channels-last memory layout (see to_channels_last).
+            "channels_last": False,
+            # With --freeze: the new head reads the last feature map averaged over a grid x grid grid.
+            "head_grid": 1,
         }
 
     @hookimpl
@@ -172,6 +185,13 @@ class BackbonePlugin:
             raise ConfigError(f"setting 'schedule' has invalid value {settings['schedule']!r}; use one of {', '.join(SCHEDULES)}")
         if not 0 <= settings.get("shift", 0) <= 4:
             raise ConfigError(f"setting 'shift' must be from 0 to 4 pixels, got {settings['shift']}")
+        grid = settings.get("head_grid", 1)
+        if not 1 <= grid <= MAX_HEAD_GRID:
+            raise ConfigError(f"setting 'head_grid' must be from 1 to {MAX_HEAD_GRID}, got {grid}")
+        if grid > 1 and not settings["freeze"]:
+            raise ConfigError(
+                f"setting 'head_grid' of {grid} applies only to a frozen backbone; add --freeze or keep head_grid at 1"
+            )
         backbone_lr = settings.get("backbone_lr")
         if backbone_lr is not None and (isinstance(backbone_lr, bool) or not isinstance(backbone_lr, (int, float)) or backbone_lr < 0):
             raise ConfigError(f"setting 'backbone_lr' must be a number >= 0 or null, got {backbone_lr!r}")
@@ -213,7 +233,7 @@ class BackbonePlugin:
                 state = adapt_state(model, state, size)
             source = repr(settings["weights"]) if settings["weights"] else weights_id
             load_backbone_weights(network, state, heads, source)
-        adapter = InputAdapter(size, mean, std, shift=settings.get("shift", 0))
+        adapter = InputAdapter(size, mean, std, shift=settings.get("shift", 0), invert=settings.get("invert", False))
         classifier = BackboneClassifier(adapter, network)
         classifier.pretrained_layout = pretrained_layout
         return classifier, heads, weights_id
@@ -252,17 +272,24 @@ class BackbonePlugin:
         if settings["freeze"]:
             return self._train_frozen(model, classifier, heads, weights_id, data, config, reporter)
 
+        if settings.get("channels_last") and not to_channels_last(classifier):
+            raise ConfigError(
+                f"{self.source.name}/{model} does not run in the channels-last memory layout; "
+                f"leave the setting channels_last at false"
+            )
         train = (to_tensor(data.train.images), torch.from_numpy(data.train.labels))
         val = (to_tensor(data.val.images), torch.from_numpy(data.val.labels))
         steps = config.epochs * math.ceil(len(train[0]) / config.batch_size)
         optimizer, scheduler = self._optimizer(classifier, config, set(heads), steps)
         result = fit(classifier, train, val, optimizer, config, reporter, scheduler)
+        to_default_layout(classifier)
         trained = self._trained(model, classifier, settings, weights_id, feature_dim=None)
         return TrainResult(trained=trained, history=result.history, best_epoch=result.best_epoch)
 
     def _train_frozen(self, model, classifier, heads, weights_id, data, config, reporter) -> TrainResult:
         network = classifier.network
         replace_modules(network, head_module_names(heads), lambda module: nn.Identity())
+        self._pool_over_grid(model, network, config.settings.get("head_grid", 1))
         classifier.requires_grad_(False)
         classifier.eval()
 
@@ -284,6 +311,13 @@ class BackbonePlugin:
                          "head_seconds_per_epoch": head_seconds / config.epochs}
         return TrainResult(trained=trained, history=result.history, best_epoch=result.best_epoch)
 
+    def _pool_over_grid(self, model: str, network: nn.Module, grid: int) -> None:
+        if grid > 1 and pool_over_grid(network, grid) is None:
+            raise ConfigError(
+                f"{self.source.name}/{model} has no global average pooling module for head_grid {grid} to replace "
+                f"(it pools in its forward code); use head_grid=1"
+            )
+
     def _features(self, model, classifier, weights_id, data, config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Load the frozen features from the cache, or extract and cache them."""
         description = {
@@ -292,8 +326,12 @@ class BackbonePlugin:
             "model": model,
             "weights": weights_id,
             "input_size": config.settings["input_size"],
+            "invert": config.settings.get("invert", False),
             "data": data_fingerprint(data),
         }
+        # A global pool adds no key, so that caches written before head_grid existed stay valid.
+        if config.settings.get("head_grid", 1) > 1:
+            description["head_grid"] = config.settings["head_grid"]
         key = cache_key(description)
         cache = FeatureCache()
         cached = cache.load(key)
@@ -305,9 +343,10 @@ class BackbonePlugin:
         started = time.perf_counter()
         total = len(data.train) + len(data.val) + len(data.test)
         _log(config, f"Features: extracting {total:,} images with the frozen {model} backbone")
-        for split in ("train", "val", "test"):
-            images = to_tensor(getattr(data, split).images)
-            features[split] = predict_logits(classifier, images, config.device, EXTRACT_BATCH_SIZE).numpy()
+        with fast_inference(classifier, config.device):
+            for split in ("train", "val", "test"):
+                images = to_tensor(getattr(data, split).images)
+                features[split] = predict_logits(classifier, images, config.device, EXTRACT_BATCH_SIZE).numpy()
         seconds = time.perf_counter() - started
         rate = total / max(seconds, 1e-9)
         path = cache.store(key, features, {**description, "model": f"{self.source.name}/{model}",
@@ -324,6 +363,8 @@ class BackbonePlugin:
             "pretrained_layout": classifier.pretrained_layout,
             "weights": weights_id,
             "feature_dim": feature_dim,
+            "invert": classifier.adapter.invert,
+            "head_grid": settings.get("head_grid", 1),
             "mean": classifier.adapter.mean.flatten().tolist(),
             "std": classifier.adapter.std.flatten().tolist(),
         }
@@ -333,14 +374,18 @@ class BackbonePlugin:
 
     @hookimpl
     def zoo_evaluate(self, trained: TrainedModel, images: np.ndarray, labels: np.ndarray, config) -> Evaluation:
-        logits = predict_logits(trained.net, to_tensor(images), config.device)
-        return evaluate_logits(logits, torch.from_numpy(labels))
+        return evaluate_logits(self._logits(trained.net, images, config.device), torch.from_numpy(labels))
 
     @hookimpl
     def zoo_predict(self, trained: TrainedModel, images: np.ndarray) -> np.ndarray:
-        device = next(trained.net.parameters()).device
-        logits = predict_logits(trained.net, to_tensor(images), str(device))
-        return torch.softmax(logits.double(), dim=1).numpy()
+        device = str(next(trained.net.parameters()).device)
+        return torch.softmax(self._logits(trained.net, images, device).double(), dim=1).numpy()
+
+    def _logits(self, classifier: BackboneClassifier, images: np.ndarray, device: str) -> torch.Tensor:
+        # Test images always go through the whole network, even when a frozen run has
+        # their features cached, so that the run's inference speed is real.
+        with fast_inference(classifier, device):
+            return predict_logits(classifier, to_tensor(images), device)
 
     @hookimpl
     def zoo_save(self, trained: TrainedModel, directory: str) -> None:
@@ -359,13 +404,68 @@ class BackbonePlugin:
         if meta["freeze"]:
             heads = head_parameter_names(lambda n: self.source.build(model, n, size, meta["pretrained_layout"]))
             replace_modules(network, head_module_names(heads), lambda module: nn.Identity())
+            self._pool_over_grid(model, network, meta.get("head_grid", 1))
             head = nn.Linear(meta["feature_dim"], 10)
-        classifier = BackboneClassifier(InputAdapter(size, meta["mean"], meta["std"]), network, head)
+        adapter = InputAdapter(size, meta["mean"], meta["std"], invert=meta.get("invert", False))
+        classifier = BackboneClassifier(adapter, network, head)
         state = torch.load(os.path.join(directory, MODEL_FILE), map_location="cpu", weights_only=True)
         classifier.load_state_dict(state)
         classifier.zoo_meta = meta
         classifier.to(device).eval()
         return TrainedModel(model=model, net=classifier, parameters=count_parameters(classifier), settings=dict(settings))
+
+
+def to_channels_last(classifier: BackboneClassifier) -> bool:
+    """Put weights and inputs in the channels-last memory layout if the architecture runs in it.
+
+    oneDNN's convolutions run faster in that layout on a CPU, above all the
+    depthwise ones (1.7x for training EfficientNet-Lite0 at 64 pixels, 0.96x
+    for ResNet-18 at 32). A forward pass on two blank images, in eval mode so
+    that no batch norm statistics change, checks that the architecture runs
+    in it, which code calling view() on a feature map does not. Returns
+    whether the layout was kept.
+    """
+    classifier.to(memory_format=torch.channels_last)
+    classifier.channels_last = True
+    training = classifier.training
+    try:
+        with torch.no_grad():
+            classifier.eval()(torch.zeros(2, 1, 28, 28, device=classifier.adapter.mean.device))
+    except RuntimeError:
+        to_default_layout(classifier)
+    classifier.train(training)
+    return classifier.channels_last
+
+
+def to_default_layout(classifier: BackboneClassifier) -> None:
+    classifier.to(memory_format=torch.contiguous_format)
+    classifier.channels_last = False
+
+
+@contextlib.contextmanager
+def fast_inference(classifier: BackboneClassifier, device: str) -> Iterator[None]:
+    """Speed up a CPU inference pass over ``classifier``, changing its outputs only by float rounding.
+
+    Two changes, both undone on exit: the channels-last layout where the
+    architecture runs in it (``to_channels_last``; 1.3x for extracting
+    EfficientNet-Lite0 features at 96 pixels), and denormal floats flushed to
+    zero. MNIST's black background drives many activations into the denormal
+    range, where CPU arithmetic is slow (another 1.2x).
+    """
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    was_channels_last = classifier.channels_last
+    if not was_channels_last:
+        to_channels_last(classifier)
+    flushed = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+        if not was_channels_last:
+            to_default_layout(classifier)
 
 
 def data_fingerprint(data) -> str:

@@ -1,0 +1,56 @@
+"""benchmarks/conformance_sweep.py: checks models in worker processes, resumes, and records timeouts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "conformance_sweep.py"
+
+INVENTORY = [
+    {"plugin": "timm", "model": "test_resnet", "family": "resnet", "input_size": 32, "parameters": 370_000},
+    {"plugin": "timm", "model": "test_convnext", "family": "convnext", "input_size": 32, "parameters": 210_000},
+    {"plugin": "timm", "model": "vgg11", "family": "vgg", "input_size": 32, "parameters": 128_810_000},
+]
+
+
+def sweep(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
+    results = tmp_path / "sweep.jsonl"
+    command = [sys.executable, str(SCRIPT), "--plugins", "timm", "--workers", "1", "--limit", "200",
+               "--eval-size", "100", "--results", str(results), "--table", str(tmp_path / "sweep.md"), *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+
+
+def records(tmp_path: Path) -> dict[str, dict]:
+    lines = (tmp_path / "sweep.jsonl").read_text(encoding="utf-8").splitlines()
+    return {record["model"]: record for record in map(json.loads, lines)}
+
+
+def test_sweep_resumes_and_writes_table(tmp_path):
+    (tmp_path / "sweep.inventory.json").write_text(json.dumps(INVENTORY), encoding="utf-8")
+
+    first = sweep(tmp_path)
+    second = sweep(tmp_path)
+    table = (tmp_path / "sweep.md").read_text(encoding="utf-8")
+
+    assert "2 models to check, 0 already checked" in first.stdout
+    assert "0 models to check, 2 already checked" in second.stdout
+    assert {model: record["status"] for model, record in records(tmp_path).items()} == {
+        "timm/test_resnet": "PASS", "timm/test_convnext": "PASS",
+    }
+    assert "Models: 2 PASS, 1 SKIP." in table
+    assert "| timm/vgg11 | vgg | 128.8 | 32 | SKIP | - | over 100M parameters |" in table
+    assert list(tmp_path.glob("*.worker*")) == []
+
+
+def test_sweep_records_timeouts(tmp_path):
+    (tmp_path / "sweep.inventory.json").write_text(json.dumps(INVENTORY), encoding="utf-8")
+
+    sweep(tmp_path, "--timeout", "1")
+
+    found = records(tmp_path)
+    assert set(found) == {"timm/test_resnet", "timm/test_convnext"}
+    assert all(record["status"] == "FAIL" for record in found.values())
+    assert all(record["failed"] == ["timeout: still running after 1 s"] for record in found.values())
