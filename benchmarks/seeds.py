@@ -25,15 +25,18 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs", help="folder for the kept runs (default: runs)")
     parser.add_argument("--target", type=float, help="mean test accuracy to reach, in percent, e.g. 98.2")
     parser.add_argument("--minutes", type=float, help="time limit per run in minutes, to report against")
-    parser.add_argument("zoo_args", nargs="*", help="extra arguments for zoo run, after --")
-    args = parser.parse_args()
+    # Arguments after "--" go to zoo run. They are split off by hand, because argparse
+    # cannot place a positional list after the variable-length --seeds option.
+    argv = sys.argv[1:]
+    zoo_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
 
     runs_dir = Path(args.runs_dir)
     accuracies = []
     for seed in args.seeds:
         before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
         command = [sys.executable, "-m", "zoo_core.cli", "run", args.model, "--seed", str(seed),
-                   "--runs-dir", str(runs_dir), "--quiet", *args.zoo_args]
+                   "--runs-dir", str(runs_dir), "--quiet", *zoo_args]
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         minutes = (time.perf_counter() - started) / 60

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Set up .venv if needed, then run the test suite. Extra arguments go to pytest.
+#
+# pytest-xdist runs one worker per core (ZOO_TEST_WORKERS overrides the count; 0
+# runs in one process). Each worker gets one PyTorch thread: on a small machine a
+# process with two threads slows down sharply when another process takes a core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+exec .venv/bin/python -m pytest -p no:cacheprovider -n "${ZOO_TEST_WORKERS:-auto}" "$@"

@@ -18,8 +18,8 @@ INVENTORY = [
 
 def sweep(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
     results = tmp_path / "sweep.jsonl"
-    command = [sys.executable, str(SCRIPT), "--plugins", "timm", "--workers", "1", "--limit", "200",
-               "--eval-size", "100", "--results", str(results), "--table", str(tmp_path / "sweep.md"), *options]
+    command = [sys.executable, str(SCRIPT), "--plugins", "timm", "--workers", "1",
+               "--eval-size", "200", "--results", str(results), "--table", str(tmp_path / "sweep.md"), *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
 
 
