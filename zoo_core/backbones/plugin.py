@@ -384,6 +384,9 @@ class BackbonePlugin:
     def _logits(self, classifier: BackboneClassifier, images: np.ndarray, device: str) -> torch.Tensor:
         # Test images always go through the whole network, even when a frozen run has
         # their features cached, so that the run's inference speed is real.
+        if len(images) < EXTRACT_BATCH_SIZE:
+            # Switching the layout costs a probe pass, which a few images do not repay.
+            return predict_logits(classifier, to_tensor(images), device)
         with fast_inference(classifier, device):
             return predict_logits(classifier, to_tensor(images), device)
 
