@@ -303,6 +303,34 @@ def test_constant_loss_fails_loss_check(plugin_site, frequency_plugin_source, ki
     assert loss.message.startswith("training loss did not fall: mean loss of the first 5 batches")
 
 
+UNDERFLOW_EVALUATE_LINES = """
+
+@hookimpl
+def zoo_evaluate(trained, images, labels, config):
+    # The true label of the first image gets probability 0. Float64 softmax
+    # gives 0 to a logit 800 below the largest, whose exact loss is 800.
+    probabilities = _probabilities(trained, len(images))
+    probabilities[0] = np.eye(10)[(labels[0] + 1) % 10]
+    exact = cross_entropy(probabilities[1:], labels[1:]) * (len(labels) - 1) / len(labels) + 800 / len(labels)
+    return Evaluation(probabilities=probabilities, loss=exact * LOSS_FACTOR)
+"""
+
+
+@pytest.mark.parametrize(("factor", "outcome"), [(1.0, PASS), (0.5, FAIL)])
+def test_evaluate_loss_with_underflowed_probability(plugin_site, frequency_plugin_source, kit_data, factor, outcome):
+    source = frequency_plugin_source + UNDERFLOW_EVALUATE_LINES + f"\nLOSS_FACTOR = {factor}\n"
+    plugin_site.install("underflow", source)
+
+    results = check_plugin(PluginHost(), "underflow", data=kit_data, threads=1)
+    evaluate = next(result for result in results if result.check == "evaluate")
+
+    assert evaluate.outcome == outcome, evaluate.message
+    if outcome == PASS:
+        assert "below 1e-12 on 1 of 1,000 images" in evaluate.message
+    else:
+        assert "the least cross-entropy that its probabilities allow" in evaluate.message
+
+
 def test_missing_hook_fails_hooks_check(plugin_site, frequency_plugin_source, kit_data):
     plugin_site.install("partial", frequency_plugin_source + "\ndel zoo_predict\n")
 

@@ -10,7 +10,7 @@ import zoo_keras  # noqa: F401  (selects the PyTorch backend before keras is imp
 import keras  # noqa: E402
 from zoo_core.config import build_config
 from zoo_core.data import load_mnist
-from zoo_core.errors import ConfigError
+from zoo_core.errors import ConfigError, DataError
 from zoo_core.evaluation import cross_entropy
 from zoo_core.hookspecs import Evaluation, TrainedModel, TrainResult
 from zoo_core.plugins import PluginHost
@@ -304,3 +304,14 @@ def test_mlp_settings_shape_network():
     assert [layer.units for layer in dense] == [64, 32, 10]
     assert dense[0].activation.__name__ == "tanh"
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in net.layers)
+
+
+def test_damaged_saved_model_names_file(host, tmp_path):
+    net = build_model("mlp", VALID_MLP)
+    trained = TrainedModel(model="mlp", net=net, parameters=net.count_params(), settings=VALID_MLP)
+    host.call("keras", "zoo_save", trained=trained, directory=str(tmp_path))
+    path = tmp_path / "model.keras"
+    path.write_bytes(path.read_bytes()[:1000])
+
+    with pytest.raises(DataError, match=f"cannot load the saved model {path} .*train the model again"):
+        host.call("keras", "zoo_load", model="mlp", directory=str(tmp_path), settings={}, device="cpu")

@@ -15,7 +15,7 @@ from huggingface_hub import constants as hf_constants
 from zoo_core.backbones.features import FeatureCache
 from zoo_core.backbones.heads import building_empty_weights
 from zoo_core.backbones.memory import MEMORY_LIMIT_ENV
-from zoo_core.backbones.plugin import fast_inference
+from zoo_core.backbones.plugin import fast_inference, to_channels_last
 from zoo_core.config import RunConfig
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, ZooError
@@ -470,3 +470,12 @@ def test_fast_inference_keeps_predictions(small_mnist_dir):
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
     assert not classifier.channels_last
     assert classifier.network.conv_stem.weight.is_contiguous()
+
+
+def test_five_dimensional_weights_keep_default_layout():
+    classifier, _, _ = plugin.build("lambda_resnet26t", settings_for("lambda_resnet26t", pretrained=False), seed=0)
+
+    assert not to_channels_last(classifier)
+    assert all(parameter.is_contiguous() for parameter in classifier.parameters())
+    with fast_inference(classifier, "cpu"):
+        assert not classifier.channels_last

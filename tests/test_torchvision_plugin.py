@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,9 @@ from zoo_core.backbones.features import FeatureCache
 from zoo_core.backbones.heads import pool_over_grid
 from zoo_core.config import RunConfig
 from zoo_core.data import load_mnist
-from zoo_core.errors import ConfigError, ZooError
+from zoo_core.errors import ConfigError, DataError, ZooError
 from zoo_core.reporting import TrainingReporter
-from zoo_core.torch_training import classification_loss, split_output
+from zoo_core.torch_training import classification_loss, follow_data_with_batch_norm, split_output
 from zoo_torchvision import plugin
 
 ALL_MODELS = sorted(models.list_models(module=models))
@@ -235,3 +236,36 @@ def test_pool_over_grid_replaces_only_the_final_pool():
     assert network.avgpool.output_size == 2
     assert squeeze_pools and all(network.get_submodule(name).output_size == 1 for name in squeeze_pools)
     assert network.avgpool(features).flatten(1).shape == (1, 4 * features.shape[1])
+
+
+@pytest.mark.parametrize("damage", ["cut_weights", "bad_json", "no_weights"])
+def test_damaged_saved_model_names_file(small_mnist_dir, tmp_path, damage):
+    settings = _config("shufflenet_v2_x0_5", small_mnist_dir, pretrained=False).settings
+    classifier, _, weights_id = plugin.build("shufflenet_v2_x0_5", settings, 0)
+    trained = plugin._trained("shufflenet_v2_x0_5", classifier, settings, weights_id, feature_dim=None)
+    plugin.zoo_save(trained=trained, directory=str(tmp_path))
+    weights, meta = tmp_path / "model.pt", tmp_path / "backbone.json"
+    if damage == "cut_weights":
+        weights.write_bytes(weights.read_bytes()[:5000])
+    elif damage == "bad_json":
+        meta.write_text("{\"input_size\": ", encoding="utf-8")
+    else:
+        weights.unlink()
+    damaged = meta if damage == "bad_json" else weights
+
+    with pytest.raises(DataError, match=f"cannot load the saved model {re.escape(str(damaged))} .*train the model again"):
+        plugin.zoo_load(model="shufflenet_v2_x0_5", directory=str(tmp_path), settings=settings, device="cpu")
+
+
+def test_batch_norm_momentum_raised_for_short_epochs():
+    mnasnet, mobilenet = models.mnasnet0_5(), models.mobilenet_v3_small()
+
+    changed = follow_data_with_batch_norm(mnasnet, steps_per_epoch=391)
+    kept = follow_data_with_batch_norm(mobilenet, steps_per_epoch=391)
+    momenta = {module.momentum for module in mnasnet.modules() if isinstance(module, torch.nn.BatchNorm2d)}
+
+    assert changed == 52
+    assert kept == 0
+    assert len(momenta) == 1
+    assert (1 - momenta.pop()) ** 391 == pytest.approx(0.02)
+    assert follow_data_with_batch_norm(mobilenet, steps_per_epoch=32) == 34

@@ -39,7 +39,7 @@ import numpy as np
 from zoo_core.config import RunConfig, build_config, validate
 from zoo_core.data import MNIST, Split, load_mnist
 from zoo_core.errors import ConfigError, ModelNotFoundError, ZooError
-from zoo_core.evaluation import cross_entropy
+from zoo_core.evaluation import PROBABILITY_FLOOR, cross_entropy
 from zoo_core.hookspecs import Evaluation, ModelSpec, TrainedModel, TrainResult
 from zoo_core.plugins import PluginHost
 from zoo_core.reporting import TrainingReporter
@@ -362,12 +362,28 @@ class ModelChecker:
         if isinstance(loss, bool) or not isinstance(loss, (int, float, np.floating)) or not math.isfinite(loss):
             raise CheckFailed(f"Evaluation.loss is {loss!r}, expected a finite float")
         expected_loss = cross_entropy(evaluation.probabilities, test.labels)
-        if abs(loss - expected_loss) > LOSS_RELATIVE_TOLERANCE * max(1.0, expected_loss):
+        tolerance = LOSS_RELATIVE_TOLERANCE * max(1.0, expected_loss)
+        picked = evaluation.probabilities[np.arange(len(test)), test.labels]
+        floored = int((picked < PROBABILITY_FLOOR).sum())
+        message = f"probabilities {evaluation.probabilities.shape} {evaluation.probabilities.dtype}, loss {loss:.4f}"
+        if floored:
+            # The true label's probability underflowed on some images, so the
+            # cross-entropy of the probabilities is only a lower bound of the loss.
+            if loss < expected_loss - tolerance:
+                raise CheckFailed(
+                    f"Evaluation.loss is {loss:.4f}, below {expected_loss:.4f}, the least cross-entropy that its "
+                    f"probabilities allow"
+                )
+            message += (
+                f" (at least {expected_loss:.4f}: the true label's probability is below {PROBABILITY_FLOOR:.0e} "
+                f"on {floored} of {len(test):,} images)"
+            )
+        elif abs(loss - expected_loss) > tolerance:
             raise CheckFailed(
                 f"Evaluation.loss is {loss:.4f}, but the cross-entropy of its probabilities is {expected_loss:.4f}"
             )
         self.evaluation = evaluation
-        return f"probabilities {evaluation.probabilities.shape} {evaluation.probabilities.dtype}, loss {loss:.4f}"
+        return message
 
     def check_accuracy(self) -> str:
         labels = self.data.test.labels

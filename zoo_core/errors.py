@@ -23,3 +23,11 @@ class PluginError(ZooError):
 
 class RunNotFoundError(ZooError):
     """A run id or folder names no kept run."""
+
+
+def saved_model_error(path: object, error: BaseException) -> DataError:
+    """Return the DataError for a saved model file at ``path`` that ``error`` kept from loading."""
+    return DataError(
+        f"cannot load the saved model {path} ({type(error).__name__}: {error}); the file is missing, damaged, "
+        f"or was written for another model or version: train the model again with 'zoo run'"
+    )

@@ -11,6 +11,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score
 from zoo_core.data import NUM_CLASSES
 
 CONFUSED_PAIRS = 3
+PROBABILITY_FLOOR = 1e-12
 
 
 @dataclass
@@ -39,9 +40,13 @@ class Metrics:
 
 
 def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of ``labels`` under (N, 10) ``probabilities``."""
+    """Mean negative log-likelihood of ``labels`` under (N, 10) ``probabilities``.
+
+    Probabilities below PROBABILITY_FLOOR count as the floor, so one image
+    adds at most -log(PROBABILITY_FLOOR), about 27.6, to the sum.
+    """
     picked = probabilities[np.arange(len(labels)), labels]
-    return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+    return float(-np.log(np.clip(picked, PROBABILITY_FLOOR, 1.0)).mean())
 
 
 def most_confused_pairs(confusion: np.ndarray, count: int = CONFUSED_PAIRS) -> list[tuple[int, int, int, int]]:

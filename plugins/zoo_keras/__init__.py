@@ -19,6 +19,7 @@ if keras.backend.backend() != "torch":
     )
 
 from zoo_core import hookimpl  # noqa: E402
+from zoo_core.errors import saved_model_error  # noqa: E402
 from zoo_core.hookspecs import Evaluation, ModelSpec, TrainedModel, TrainResult  # noqa: E402
 
 from zoo_keras.models import MODELS, build_model  # noqa: E402
@@ -61,6 +62,10 @@ def zoo_save(trained, directory) -> None:
 
 @hookimpl
 def zoo_load(model, directory, settings, device) -> TrainedModel:
-    with keras.device(device):
-        net = keras.models.load_model(os.path.join(directory, MODEL_FILE), compile=False)
+    path = os.path.join(directory, MODEL_FILE)
+    try:
+        with keras.device(device):
+            net = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, EOFError) as error:  # a .keras file is a zip archive
+        raise saved_model_error(path, error) from error
     return TrainedModel(model=model, net=net, parameters=net.count_params(), settings=dict(settings))

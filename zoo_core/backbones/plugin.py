@@ -29,9 +29,11 @@ from zoo_core.backbones.heads import (
     empty_weights, head_module_names, head_parameter_names, pool_over_grid, replace_modules,
 )
 from zoo_core.backbones.weights import download_state_dict, file_digest, load_backbone_weights, read_state_dict
-from zoo_core.errors import ConfigError
+from zoo_core.errors import ConfigError, saved_model_error
 from zoo_core.hookspecs import CONTRACT_VERSION, Evaluation, ModelSpec, TrainedModel, TrainResult, hookimpl
-from zoo_core.torch_training import count_parameters, evaluate_logits, fit, predict_logits, to_tensor
+from zoo_core.torch_training import (
+    count_parameters, evaluate_logits, fit, follow_data_with_batch_norm, predict_logits, to_tensor,
+)
 
 MODEL_FILE = "model.pt"
 META_FILE = "backbone.json"
@@ -279,8 +281,9 @@ class BackbonePlugin:
             )
         train = (to_tensor(data.train.images), torch.from_numpy(data.train.labels))
         val = (to_tensor(data.val.images), torch.from_numpy(data.val.labels))
-        steps = config.epochs * math.ceil(len(train[0]) / config.batch_size)
-        optimizer, scheduler = self._optimizer(classifier, config, set(heads), steps)
+        steps_per_epoch = math.ceil(len(train[0]) / config.batch_size)
+        follow_data_with_batch_norm(classifier, steps_per_epoch)
+        optimizer, scheduler = self._optimizer(classifier, config, set(heads), config.epochs * steps_per_epoch)
         result = fit(classifier, train, val, optimizer, config, reporter, scheduler)
         to_default_layout(classifier)
         trained = self._trained(model, classifier, settings, weights_id, feature_dim=None)
@@ -399,9 +402,13 @@ class BackbonePlugin:
 
     @hookimpl
     def zoo_load(self, model: str, directory: str, settings: dict[str, Any], device: str) -> TrainedModel:
-        with open(os.path.join(directory, META_FILE), encoding="utf-8") as handle:
-            meta = json.load(handle)
-        size = meta["input_size"]
+        meta_path = os.path.join(directory, META_FILE)
+        try:
+            with open(meta_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+            size = meta["input_size"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise saved_model_error(meta_path, error) from error
         network = self.source.build(model, 10, size, meta["pretrained_layout"])
         head = None
         if meta["freeze"]:
@@ -411,8 +418,11 @@ class BackbonePlugin:
             head = nn.Linear(meta["feature_dim"], 10)
         adapter = InputAdapter(size, meta["mean"], meta["std"], invert=meta.get("invert", False))
         classifier = BackboneClassifier(adapter, network, head)
-        state = torch.load(os.path.join(directory, MODEL_FILE), map_location="cpu", weights_only=True)
-        classifier.load_state_dict(state)
+        model_path = os.path.join(directory, MODEL_FILE)
+        try:
+            classifier.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, ValueError, EOFError) as error:  # torch reports a cut file as RuntimeError
+            raise saved_model_error(model_path, error) from error
         classifier.zoo_meta = meta
         classifier.to(device).eval()
         return TrainedModel(model=model, net=classifier, parameters=count_parameters(classifier), settings=dict(settings))
@@ -426,12 +436,14 @@ def to_channels_last(classifier: BackboneClassifier) -> bool:
     for ResNet-18 at 32). A forward pass on two blank images, in eval mode so
     that no batch norm statistics change, checks that the architecture runs
     in it, which code calling view() on a feature map does not. Returns
-    whether the layout was kept.
+    whether the layout was kept. A model with 5-D weights (the lambda layers
+    of timm's lambda_resnet26t) keeps the default layout, because PyTorch
+    cannot convert its weights.
     """
-    classifier.to(memory_format=torch.channels_last)
-    classifier.channels_last = True
     training = classifier.training
     try:
+        classifier.to(memory_format=torch.channels_last)
+        classifier.channels_last = True
         with torch.no_grad():
             classifier.eval()(torch.zeros(2, 1, 28, 28, device=classifier.adapter.mean.device))
     except RuntimeError:
