@@ -261,11 +261,11 @@ def test_batch_norm_momentum_raised_for_short_epochs():
     mnasnet, mobilenet = models.mnasnet0_5(), models.mobilenet_v3_small()
 
     changed = follow_data_with_batch_norm(mnasnet, steps_per_epoch=391)
-    kept = follow_data_with_batch_norm(mobilenet, steps_per_epoch=391)
+    unchanged = follow_data_with_batch_norm(mobilenet, steps_per_epoch=391)
     momenta = {module.momentum for module in mnasnet.modules() if isinstance(module, torch.nn.BatchNorm2d)}
 
     assert changed == 52
-    assert kept == 0
+    assert unchanged == 0
     assert len(momenta) == 1
     assert (1 - momenta.pop()) ** 391 == pytest.approx(0.02)
     assert follow_data_with_batch_norm(mobilenet, steps_per_epoch=32) == 34
