@@ -89,6 +89,14 @@ def zoo_load(model, directory, settings, device):
     return TrainedModel(model=model, net=None, parameters=0, settings={})
 '''
 
+UNSEEDED_TRAIN_LINES = '''
+
+def _frequencies(labels, smoothing):
+    # An unseeded generator, so each training starts from different counts.
+    counts = np.bincount(labels, minlength=10) + smoothing + np.random.default_rng().uniform(0, 1, 10)
+    return counts / counts.sum()
+'''
+
 WRONG_TRAIN_TYPE_LINES = '''
 
 @hookimpl
@@ -265,6 +273,28 @@ def test_kit_fails_on_random_outputs(plugin_site, kit_data):
     assert results[("noise", "predict")] == FAIL
     assert results[("noise", "save_load")] == FAIL
     assert results[("noise", "seed")] == FAIL
+
+
+def test_unseeded_training_fails_seed_check(plugin_site, frequency_plugin_source, kit_data):
+    plugin_site.install("unseeded", frequency_plugin_source + UNSEEDED_TRAIN_LINES)
+
+    results = check_plugin(PluginHost(), "unseeded", data=kit_data, threads=1)
+    seed = next(result for result in results if result.check == "seed")
+
+    assert outcomes(results)[("freq", "save_load")] == PASS
+    assert seed.outcome == FAIL
+    assert seed.message.startswith("two trainings with seed 0 on 128 images differ")
+    assert "seed every random source from config.seed" in seed.message
+
+
+def test_seed_check_uses_few_batches(plugin_site, frequency_plugin_source, kit_data):
+    plugin_site.install("freqs", frequency_plugin_source)
+
+    results = check_plugin(PluginHost(), "freqs", data=kit_data, threads=1, batch_size=100)
+    seed = next(result for result in results if result.check == "seed")
+
+    assert seed.outcome == PASS
+    assert seed.message == "two trainings with seed 0 on 400 images agree: max probability difference 0.00e+00 on 256 test images"
 
 
 def test_fixture_fails_with_table(plugin_site, zoo_conformance, kit_data):

@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--eval-size", type=int, default=1000, metavar="N", help="validation and test images (default: 1000)")
     check.add_argument("--epochs", type=int, default=2, help="training epochs (default: 2)")
     check.add_argument("--batch-size", type=int, default=32, help="images per training batch (default: 32)")
-    check.add_argument("--seed", type=int, default=0, help="random seed of both trainings of the seed check (default: 0)")
+    check.add_argument("--seed", type=int, default=0, help="random seed of every training the kit runs (default: 0)")
     check.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
     check.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu, where training is reproducible)")
     check.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files to use (default: $ZOO_DATA_DIR, else the shipped copy)")
