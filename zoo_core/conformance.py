@@ -73,9 +73,9 @@ LOSS_WINDOW = 5
 MIN_BATCH_LOSSES = 4
 RELOAD_BATCH_SIZE = 256
 # The seed check trains twice on the first SEED_CHECK_BATCHES batches of the
-# training and validation images, for the kit's epochs. A generator left
-# unseeded already changes the first steps, and two short trainings cost far
-# less than one more full training.
+# training and validation images, for the kit's epochs. An unseeded generator
+# already changes the first steps, and two short trainings cost far less than
+# one more full training.
 SEED_CHECK_BATCHES = 4
 
 
@@ -452,7 +452,7 @@ class ModelChecker:
         data = small_mnist(self.data, count, count)
         images = self.data.test.images[:RELOAD_BATCH_SIZE]
         first = self._predict(self._train(config, data).result.trained, images)
-        second = self._predict(self._train(copy.deepcopy(config), data).result.trained, images)
+        second = self._predict(self._train(config, data).result.trained, images)
         changed = int((first.argmax(axis=1) != second.argmax(axis=1)).sum())
         difference = float(np.abs(first - second).max())
         trainings = f"two trainings with seed {config.seed} on {count:,} images"
