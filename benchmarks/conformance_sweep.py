@@ -313,7 +313,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel worker processes, one thread each (default: 2)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per model (default: 1200)")
     parser.add_argument("--limit", type=int, default=1000, help="training images per check (default: 1000)")
-    parser.add_argument("--eval-size", type=int, default=1000, help="validation and test images (default: 1000)")
+    parser.add_argument("--eval-size", type=int, default=1000, help="test images per check (default: 1000)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON-lines results file, resumed when present")
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="markdown table to write")
     parser.add_argument("--smallest-per-family", action="store_true",

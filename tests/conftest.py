@@ -205,7 +205,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 
 @pytest.fixture(scope="session")
 def kit_data():
-    """The conformance kit's default subset: 1,000 training, validation and test images."""
+    """The conformance kit's default subset: 1,000 training, 250 validation and 1,000 test images."""
     from zoo_core.conformance import small_mnist
     from zoo_core.data import load_mnist
 

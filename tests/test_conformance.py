@@ -297,6 +297,17 @@ def test_seed_check_uses_few_batches(plugin_site, frequency_plugin_source, kit_d
     assert seed.message == "two trainings with seed 0 on 400 images agree: max probability difference 0.00e+00 on 256 test images"
 
 
+def test_predict_check_compares_first_images(plugin_site, frequency_plugin_source, kit_data):
+    plugin_site.install("freqp", frequency_plugin_source)
+
+    results = check_plugin(PluginHost(), "freqp", data=kit_data, threads=1)
+    predict = next(result for result in results if result.check == "predict")
+
+    assert (len(kit_data.val), len(kit_data.test)) == (250, 1000)
+    assert predict.outcome == PASS
+    assert predict.message == "probabilities (256, 10) float64, equal to zoo_evaluate's within 1e-05"
+
+
 def test_fixture_fails_with_table(plugin_site, zoo_conformance, kit_data):
     plugin_site.install("noisy", RANDOM_PLUGIN_SOURCE)
 
@@ -387,6 +398,15 @@ def test_docs_minimal_plugin_passes(plugin_site, kit_data):
 def test_unknown_model_raises(kit_data):
     with pytest.raises(ModelNotFoundError, match="plugin 'keras' provides no model 'nosuch'; its models are: mlp, lstm"):
         check_plugin(PluginHost(), "keras", ["nosuch"], data=kit_data)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ({"val_size": 0}, "invalid validation size 0: expected a number of images of at least 1"),
+    ({"eval_size": 2.5}, "invalid evaluation size 2.5: expected a number of images of at least 1"),
+])
+def test_invalid_subset_size_raises(sizes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_plugin(PluginHost(), "keras", ["mlp"], **sizes)
 
 
 def test_invalid_epochs_raises(kit_data):

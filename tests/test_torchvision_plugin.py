@@ -17,7 +17,7 @@ from zoo_core.config import RunConfig
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, DataError, ZooError
 from zoo_core.reporting import TrainingReporter
-from zoo_core.torch_training import classification_loss, follow_data_with_batch_norm, split_output
+from zoo_core.torch_training import adamw, classification_loss, follow_data_with_batch_norm, split_output
 from zoo_torchvision import plugin
 
 ALL_MODELS = sorted(models.list_models(module=models))
@@ -194,6 +194,37 @@ def test_fine_tune_backbone_lr_groups(small_mnist_dir):
     lrs = sorted(group["max_lr"] for group in optimizer.param_groups)
     assert lrs == [1e-4, 1e-3]
     assert len(optimizer.param_groups[0]["params"]) == 2  # fc.weight and fc.bias
+
+
+def _weights_after_steps(make_optimizer, start: list[torch.Tensor], gradients: list[list[torch.Tensor]]) -> torch.Tensor:
+    params = [torch.nn.Parameter(tensor.clone()) for tensor in start]
+    optimizer = make_optimizer(params)
+    for step in gradients:
+        for param, gradient in zip(params, step):
+            param.grad = gradient.clone()
+        optimizer.step()
+    return torch.cat([param.detach().flatten() for param in params])
+
+
+def test_fused_adamw_matches_loop():
+    torch.manual_seed(0)
+    start = [torch.randn(300, 40), torch.randn(40)]
+    gradients = [[torch.randn_like(tensor) for tensor in start] for _ in range(20)]
+
+    fused = _weights_after_steps(lambda params: adamw(params, 1e-3, 0.05, "cpu"), start, gradients)
+    loop = _weights_after_steps(
+        lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05, foreach=False), start, gradients
+    )
+
+    torch.testing.assert_close(fused, loop, rtol=0, atol=1e-6)
+    assert (fused - torch.cat([tensor.flatten() for tensor in start])).abs().max() > 1e-3
+
+
+def test_backbone_optimizer_is_fused_on_cpu(small_mnist_dir):
+    config = _config("resnet18", small_mnist_dir, pretrained=False)
+    classifier, heads, _ = plugin.build("resnet18", config.settings, seed=0)
+    optimizer, _ = plugin._optimizer(classifier, config, set(heads), steps=10)
+    assert optimizer.defaults["fused"] is True
 
 
 def test_cache_command_lists_and_clears(small_mnist_dir, tmp_path, monkeypatch, capsys):

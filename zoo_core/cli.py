@@ -236,7 +236,7 @@ def command_check_plugin(args: argparse.Namespace) -> int:
     print(f"Checking plugin {args.plugin!r} on {args.limit:,} training images ...", file=sys.stderr)
     results = check_plugin(
         host, args.plugin, models,
-        limit=args.limit, eval_size=args.eval_size, data_dir=args.data_dir, epochs=args.epochs,
+        limit=args.limit, eval_size=args.eval_size, val_size=args.val_size, data_dir=args.data_dir, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, threads=args.threads, device=args.device, settings=args.assignments,
     )
     _print_table(TABLE_HEADERS, [result.row() for result in results])
@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("plugin", help="plugin name, as listed by `zoo plugins`")
     check.add_argument("--models", metavar="M1,M2", help="comma-separated models of the plugin to check (default: all)")
     check.add_argument("--limit", type=int, default=1000, metavar="N", help="training images (default: 1000)")
-    check.add_argument("--eval-size", type=int, default=1000, metavar="N", help="validation and test images (default: 1000)")
+    check.add_argument("--eval-size", type=int, default=1000, metavar="N", help="test images (default: 1000)")
+    check.add_argument("--val-size", type=int, default=250, metavar="N", help="validation images (default: 250)")
     check.add_argument("--epochs", type=int, default=2, help="training epochs (default: 2)")
     check.add_argument("--batch-size", type=int, default=32, help="images per training batch (default: 32)")
     check.add_argument("--seed", type=int, default=0, help="random seed of every training the kit runs (default: 0)")

@@ -32,7 +32,7 @@ from zoo_core.backbones.weights import download_state_dict, file_digest, load_ba
 from zoo_core.errors import ConfigError, saved_model_error
 from zoo_core.hookspecs import CONTRACT_VERSION, Evaluation, ModelSpec, TrainedModel, TrainResult, hookimpl
 from zoo_core.torch_training import (
-    count_parameters, evaluate_logits, fit, follow_data_with_batch_norm, predict_logits, to_tensor,
+    adamw, count_parameters, evaluate_logits, fit, follow_data_with_batch_norm, predict_logits, to_tensor,
 )
 
 MODEL_FILE = "model.pt"
@@ -254,7 +254,7 @@ class BackbonePlugin:
         groups = [{"params": head_params, "lr": config.lr}]
         if backbone_params:
             groups.append({"params": backbone_params, "lr": config.lr if backbone_lr is None else float(backbone_lr)})
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=settings["weight_decay"])
+        optimizer = adamw(groups, config.lr, settings["weight_decay"], config.device)
         schedule = settings["schedule"]
         if schedule == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
