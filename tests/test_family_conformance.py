@@ -148,7 +148,7 @@ LARGE_FAMILY_MODELS = [
 ]
 
 # The first check that failed after the kit's default 64 steps, and the epochs
-# that pass: 4 (128 steps) unless SLOW_START_EPOCHS says otherwise.
+# that pass: 4 (128 steps) unless SLOW_START_EPOCHS sets another number.
 SLOW_STARTERS = {
     "timm/dla46x_c": "accuracy: test accuracy 0.1340 on 1,000 images",
     "timm/hardcorenas_b": "loss_falls: training loss did not fall: mean loss of the first 5 batches 4.1677, of the last 5 4.4325",

@@ -16,6 +16,20 @@ def test_glibc_accepts_heap_pad():
     assert runner.pad_heap() is True
 
 
-def test_heap_pad_skipped_without_glibc(monkeypatch):
+@pytest.fixture
+def uncached_pad_heap():
+    runner.pad_heap.cache_clear()
+    yield runner.pad_heap
+    runner.pad_heap.cache_clear()
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_heap_pad_set_once(uncached_pad_heap):
+    assert uncached_pad_heap() is True
+    assert uncached_pad_heap() is True
+    assert uncached_pad_heap.cache_info().hits == 1
+
+
+def test_heap_pad_skipped_without_glibc(monkeypatch, uncached_pad_heap):
     monkeypatch.setattr(runner.platform, "libc_ver", lambda: ("musl", "1.2.4"))
-    assert runner.pad_heap() is False
+    assert uncached_pad_heap() is False

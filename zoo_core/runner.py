@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.metadata as metadata
 import json
 import platform
@@ -92,6 +93,7 @@ def prepare(config: RunConfig) -> None:
     pad_heap()
 
 
+@functools.cache
 def pad_heap(pad: int = HEAP_TOP_PAD) -> bool:
     """Ask glibc to keep ``pad`` bytes free at the top of the heap, and return whether it agreed.
 
