@@ -283,7 +283,7 @@ def test_unseeded_training_fails_seed_check(plugin_site, frequency_plugin_source
 
     assert outcomes(results)[("freq", "save_load")] == PASS
     assert seed.outcome == FAIL
-    assert seed.message.startswith("two trainings with seed 0 on 128 images differ")
+    assert seed.message.startswith("two trainings with seed 0 on 128 training and 32 validation images differ")
     assert "seed every random source from config.seed" in seed.message
 
 
@@ -294,7 +294,7 @@ def test_seed_check_uses_few_batches(plugin_site, frequency_plugin_source, kit_d
     seed = next(result for result in results if result.check == "seed")
 
     assert seed.outcome == PASS
-    assert seed.message == "two trainings with seed 0 on 400 images agree: max probability difference 0.00e+00 on 256 test images"
+    assert seed.message == "two trainings with seed 0 on 400 training and 100 validation images agree: max probability difference 0.00e+00 on 256 test images"
 
 
 def test_predict_check_compares_first_images(plugin_site, frequency_plugin_source, kit_data):

@@ -78,9 +78,9 @@ MIN_BATCH_LOSSES = 4
 # The predict, save_load and seed checks compare probabilities on this many test images.
 COMPARED_IMAGES = 256
 # The seed check trains twice on the first SEED_CHECK_BATCHES batches of the
-# training and validation images, for the kit's epochs. An unseeded generator
-# already changes the first steps, and two short trainings cost far less than
-# one more full training.
+# training images, for the kit's epochs, and validates on one batch. An
+# unseeded generator already changes the first steps, and two short trainings
+# cost far less than one more full training.
 SEED_CHECK_BATCHES = 4
 
 
@@ -464,13 +464,14 @@ class ModelChecker:
         config = copy.deepcopy(self.trained.config)
         count = min(len(self.data.train), SEED_CHECK_BATCHES * config.batch_size)
         config.limit = count
-        data = small_mnist(self.data, count, count)
+        val_images = min(len(self.data.val), config.batch_size)
+        data = small_mnist(self.data, count, count, val_images)
         images = self.data.test.images[:COMPARED_IMAGES]
         first = self._predict(self._train(config, data).result.trained, images)
         second = self._predict(self._train(config, data).result.trained, images)
         changed = int((first.argmax(axis=1) != second.argmax(axis=1)).sum())
         difference = float(np.abs(first - second).max())
-        trainings = f"two trainings with seed {config.seed} on {count:,} images"
+        trainings = f"two trainings with seed {config.seed} on {count:,} training and {val_images:,} validation images"
         if changed or difference > AGREEMENT_TOLERANCE:
             raise CheckFailed(
                 f"{trainings} differ: {changed} of {len(images)} predicted labels changed, "
