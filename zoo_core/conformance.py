@@ -465,7 +465,7 @@ class ModelChecker:
         count = min(len(self.data.train), SEED_CHECK_BATCHES * config.batch_size)
         config.limit = count
         val_images = min(len(self.data.val), config.batch_size)
-        data = small_mnist(self.data, count, count, val_images)
+        data = small_mnist(self.data, train_size=count, eval_size=count, val_size=val_images)
         images = self.data.test.images[:COMPARED_IMAGES]
         first = self._predict(self._train(config, data).result.trained, images)
         second = self._predict(self._train(config, data).result.trained, images)
