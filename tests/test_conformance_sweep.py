@@ -84,3 +84,47 @@ def test_table_shows_second_try(tmp_path):
     assert "| timm/test_resnet | resnet | 0.4 | 32 | PASS | 2 | 4.3 |  |" in text
     assert f"| timm/test_convnext | convnext | 0.2 | 32 | PASS | 4 | 25.0 | after 2 epochs, {first_try[0]} |" in text
     assert "checked again with 4: 1." in text
+
+
+def test_table_shows_larger_input_try(tmp_path):
+    module = load_sweep_module()
+    results, table = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
+    first_try = ["accuracy: test accuracy 0.1170 on 1,000 images (must exceed 0.147; chance is 0.10)"]
+    second_try = ["accuracy: test accuracy 0.1420 on 1,000 images (must exceed 0.147; chance is 0.10)"]
+    line = {"model": "timm/test_resnet", "epochs": 4, "first_try": first_try, "input_size": 64,
+            "second_try": second_try, "status": "PASS", "seconds": 40.0, "failed": []}
+    results.write_text(json.dumps(line) + "\n", encoding="utf-8")
+
+    counts = module.write_table(INVENTORY, results, table, 100_000_000)
+    text = table.read_text(encoding="utf-8")
+
+    assert counts["larger"] == 1
+    assert (f"| timm/test_resnet | resnet | 0.4 | 64 | PASS | 4 | 40.0 | after 4 epochs at 32 pixels, "
+            f"{second_try[0]}; after 2 epochs, {first_try[0]} |") in text
+    assert "checked again with 4: 1, of which 1 again at 64 pixels." in text
+
+
+def test_worker_retries_slow_starters(tmp_path, monkeypatch):
+    module = load_sweep_module()
+    calls = []
+    near_chance = ["accuracy: test accuracy 0.1300 on 1,000 images (must exceed 0.147; chance is 0.10)"]
+
+    def check(host, plugin_name, model, data, epochs, settings=()):
+        calls.append((model, epochs, settings))
+        return [] if settings else near_chance
+
+    monkeypatch.setattr(module, "_check", check)
+    # test_resnet's default input is 32 pixels, so it gets a third try at 64.
+    # csatv2 starts at 64 pixels and gets none.
+    module.work(["timm/test_resnet", "timm/csatv2"], tmp_path / "sweep.jsonl", 100, 100)
+
+    assert calls == [
+        ("test_resnet", 2, ()), ("test_resnet", 4, ()), ("test_resnet", 4, ("input_size=64",)),
+        ("csatv2", 2, ()), ("csatv2", 4, ()),
+    ]
+    found = records(tmp_path)
+    assert found["timm/test_resnet"]["status"] == "PASS"
+    assert found["timm/test_resnet"]["input_size"] == 64
+    assert found["timm/test_resnet"]["second_try"] == near_chance
+    assert found["timm/csatv2"]["status"] == "FAIL"
+    assert "input_size" not in found["timm/csatv2"]
