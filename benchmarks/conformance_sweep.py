@@ -39,7 +39,7 @@ DEFAULT_TABLE = HERE / "results" / "conformance_sweep.md"
 DEFAULT_MAX_PARAMS = 100_000_000
 PLUGINS = ("torchvision", "timm")
 POLL_SECONDS = 2.0
-RESULTS = ("PASS", "FAIL", "SKIP", "NOT RUN")
+OUTCOMES = ("PASS", "FAIL", "SKIP", "NOT RUN")
 # A model that failed only these checks is checked again with RETRY_EPOCHS (128 steps),
 # and if it still fails only them below RETRY_INPUT_SIZE pixels, once more at that size.
 RETRY_CHECKS = ("accuracy:", "loss_falls:")
@@ -276,7 +276,7 @@ def write_table(rows: list[dict], results: Path, table: Path, max_params: int) -
         if len(cause) > 300:
             cause = cause[:297] + "..."
         lines.append(f"| {qualified} | {row['family']} | {millions} | {size} | {result} | {epochs} | {seconds} | {cause} |")
-    summary = ", ".join(f"{counts[key]} {key}" for key in RESULTS if counts[key])
+    summary = ", ".join(f"{counts[key]} {key}" for key in OUTCOMES if counts[key])
     if counts["slow"]:
         summary += (f". Models that failed only the accuracy or loss check after 2 epochs (64 steps) "
                     f"and were checked again with {RETRY_EPOCHS}: {counts['slow']}")
@@ -376,7 +376,7 @@ def main() -> None:
             supervise(todo, args)
     finally:
         counts = write_table(all_rows, args.results, args.table, int(args.max_params))
-        print(f"Wrote {args.table}: " + ", ".join(f"{counts[key]} {key}" for key in RESULTS if counts[key]))
+        print(f"Wrote {args.table}: " + ", ".join(f"{counts[key]} {key}" for key in OUTCOMES if counts[key]))
 
 
 if __name__ == "__main__":
