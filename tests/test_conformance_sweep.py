@@ -98,7 +98,7 @@ def test_table_shows_larger_input_try(tmp_path):
     counts = module.write_table(INVENTORY, results, table, 100_000_000)
     text = table.read_text(encoding="utf-8")
 
-    assert counts["larger"] == 1
+    assert counts["larger_input"] == 1
     assert (f"| timm/test_resnet | resnet | 0.4 | 64 | PASS | 4 | 40.0 | after 4 epochs at 32 pixels, "
             f"{second_try[0]}; after 2 epochs, {first_try[0]} |") in text
     assert "checked again with 4: 1, of which 1 again at 64 pixels." in text
