@@ -110,7 +110,7 @@ def test_assignment_coerces_to_default_type(assignment, key, expected):
 
 @pytest.mark.parametrize(
     ("assignment", "attribute", "expected"),
-    [("epochs=3", "epochs", 3), ("lr=0.01", "lr", 0.01), ("lr=1", "lr", 1.0), ("seed=5", "seed", 5),
+    [("epochs=3", "epochs", 3), ("lr=0.01", "lr", 0.01), ("lr=1", "lr", 1.0), ("lr=3e-4", "lr", 3e-4), ("seed=5", "seed", 5),
      ("limit=500", "limit", 500), ("device=cpu", "device", "cpu"), ("quiet=true", "quiet", True)],
 )
 def test_assignment_sets_run_options(assignment, attribute, expected):
@@ -167,7 +167,9 @@ def test_assignment_without_key_or_equals(text):
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [("dropout=0.3", ("dropout", 0.3)), (" dropout =0.3", ("dropout", 0.3)), ("name=", ("name", "")),
-     ("hidden=[1, 2]", ("hidden", [1, 2])), ("tag=a=b", ("tag", "a=b")), ("bad=[1, 2", ("bad", "[1, 2"))],
+     ("hidden=[1, 2]", ("hidden", [1, 2])), ("tag=a=b", ("tag", "a=b")), ("bad=[1, 2", ("bad", "[1, 2")),
+     ("lr=3e-4", ("lr", 3e-4)), ("lr=1E3", ("lr", 1000.0)), ("lr=-2.5e+1", ("lr", -25.0)), ("name=e5", ("name", "e5")),
+     ("name=3e", ("name", "3e"))],
 )
 def test_parse_assignment_values(text, parsed):
     assert parse_assignment(text) == parsed
@@ -266,6 +268,16 @@ def test_read_config_file_values(tmp_path):
     path.write_text("epochs: 4\nlr: 0.01\nsettings:\n  dropout: 0.1\n", encoding="utf-8")
 
     assert read_config_file(path) == {"epochs": 4, "lr": 0.01, "settings": {"dropout": 0.1}}
+
+
+def test_read_config_file_exponent_floats(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 3e-4\nsettings:\n  dropout: 1e-1\n", encoding="utf-8")
+
+    document = read_config_file(path)
+
+    assert document == {"lr": 3e-4, "settings": {"dropout": 0.1}}
+    assert type(document["lr"]) is float
 
 
 def test_read_config_file_empty(tmp_path):

@@ -79,6 +79,12 @@ models:
     )
 
 
+def test_parse_exponent_float_training():
+    [entry] = parse_registry("models:\n  - {name: mlp, plugin: keras, training: {lr: 3e-4}}\n", "test.yaml")
+
+    assert entry.training == {"lr": 3e-4}
+
+
 def test_parse_model_defaults_to_name():
     [entry] = parse_registry("models:\n  - {name: mlp, plugin: keras}\n", "test.yaml")
 

@@ -21,6 +21,26 @@ from zoo_core.errors import ConfigError
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads exponent floats without a dot, such as ``3e-4``.
+
+    PyYAML follows YAML 1.1, whose floats need a dot, so its safe loader reads
+    ``lr: 3e-4`` as the string '3e-4'. YAML 1.2 and Python read it as a number.
+    """
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document with YamlLoader; raise yaml.YAMLError if it is invalid."""
+    return yaml.load(text, Loader=YamlLoader)
+
+
 @dataclass
 class RunConfig:
     """Everything that defines a run. Saved with the run as settings.yaml."""
@@ -112,7 +132,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a ``--config`` YAML file of RunConfig fields; unknown keys are errors."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} not found") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -139,7 +159,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {text!r} is invalid: use --set key=value, for example --set dropout=0.3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from zoo_core.config import load_yaml
 from zoo_core.errors import ConfigError, ModelNotFoundError, PluginError
 from zoo_core.plugins import PluginHost
 
@@ -129,7 +130,7 @@ def _parse_prefer(source: str, value: list[Any]) -> tuple[str, ...]:
 def parse_registry_document(text: str, source: str) -> Registry:
     """Parse and validate registry YAML, the top-level ``prefer`` list included."""
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{source} is not valid YAML: {error}") from error
     if document is None:
