@@ -110,8 +110,8 @@ def test_assignment_coerces_to_default_type(assignment, key, expected):
 
 @pytest.mark.parametrize(
     ("assignment", "attribute", "expected"),
-    [("epochs=3", "epochs", 3), ("lr=0.01", "lr", 0.01), ("lr=1", "lr", 1.0), ("lr=3e-4", "lr", 3e-4), ("seed=5", "seed", 5),
-     ("limit=500", "limit", 500), ("device=cpu", "device", "cpu"), ("quiet=true", "quiet", True)],
+    [("epochs=3", "epochs", 3), ("lr=0.01", "lr", 0.01), ("lr=1", "lr", 1.0), ("lr=3e-4", "lr", 3e-4),
+     ("seed=5", "seed", 5), ("limit=500", "limit", 500), ("device=cpu", "device", "cpu"), ("quiet=true", "quiet", True)],
 )
 def test_assignment_sets_run_options(assignment, attribute, expected):
     config = build_config(MODEL, TRAINING, SETTINGS, assignments=[assignment])
@@ -168,8 +168,9 @@ def test_assignment_without_key_or_equals(text):
     ("text", "parsed"),
     [("dropout=0.3", ("dropout", 0.3)), (" dropout =0.3", ("dropout", 0.3)), ("name=", ("name", "")),
      ("hidden=[1, 2]", ("hidden", [1, 2])), ("tag=a=b", ("tag", "a=b")), ("bad=[1, 2", ("bad", "[1, 2")),
-     ("lr=3e-4", ("lr", 3e-4)), ("lr=1E3", ("lr", 1000.0)), ("lr=-2.5e+1", ("lr", -25.0)), ("name=e5", ("name", "e5")),
-     ("name=3e", ("name", "3e"))],
+     ("lr=3e-4", ("lr", 3e-4)), ("lr=1E3", ("lr", 1000.0)), ("lr=-2.5e+1", ("lr", -25.0)),
+     ("lr=1.0e5", ("lr", 100000.0)), ("lr=.5e-3", ("lr", 0.0005)), ("lr=.5e3", ("lr", 500.0)),
+     ("name=e5", ("name", "e5")), ("name=3e", ("name", "3e")), ("name=.e5", ("name", ".e5"))],
 )
 def test_parse_assignment_values(text, parsed):
     assert parse_assignment(text) == parsed

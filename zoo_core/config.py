@@ -22,22 +22,23 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads exponent floats without a dot, such as ``3e-4``.
+    """PyYAML's safe loader that reads every exponent float, such as ``3e-4`` or ``1.0e5``, as a number.
 
-    PyYAML follows YAML 1.1, whose floats need a dot, so its safe loader reads
-    ``lr: 3e-4`` as the string '3e-4'. YAML 1.2 and Python read it as a number.
+    PyYAML 6 follows YAML 1.1, whose floats need a dot and a signed exponent, so
+    its safe loader reads ``lr: 3e-4`` as the string '3e-4'. YAML 1.2 and
+    Python's float() read it as a number.
     """
 
 
 YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
 )
 
 
 def load_yaml(text: str) -> Any:
-    """Parse one YAML document with YamlLoader; raise yaml.YAMLError if it is invalid."""
+    """Parse one YAML document with YamlLoader. Raise yaml.YAMLError if the text is not valid YAML."""
     return yaml.load(text, Loader=YamlLoader)
 
 
