@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "conformance_sweep.py"
@@ -45,6 +46,11 @@ def test_sweep_resumes_and_writes_table(tmp_path):
     assert "| timm/vgg11 | vgg | 128.8 | 32 | SKIP | - | - | over 100M parameters |" in table
     assert list(tmp_path.glob("*.worker*")) == []
 
+    third = sweep(tmp_path, "--models", "test_resnet", "--recheck")
+    assert "1 models to check, 1 already checked" in third.stdout
+    assert len((tmp_path / "sweep.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    assert records(tmp_path)["timm/test_resnet"]["status"] == "PASS"
+
 
 def test_sweep_records_timeouts(tmp_path):
     (tmp_path / "sweep.inventory.json").write_text(json.dumps(INVENTORY), encoding="utf-8")
@@ -54,7 +60,9 @@ def test_sweep_records_timeouts(tmp_path):
     found = records(tmp_path)
     assert set(found) == {"timm/test_resnet", "timm/test_convnext"}
     assert all(record["status"] == "FAIL" for record in found.values())
-    assert all(record["failed"] == ["timeout: still running after 1 s"] for record in found.values())
+    # A model that finishes between two checks by the parent fails in the worker instead.
+    assert all(record["failed"][-1].startswith(("timeout: still running after 1 s", "timeout: finished after"))
+               for record in found.values())
 
 
 def load_sweep_module():
@@ -111,20 +119,60 @@ def test_worker_retries_slow_starters(tmp_path, monkeypatch):
 
     def check(host, plugin_name, model, data, epochs, settings=()):
         calls.append((model, epochs, settings))
-        return [] if settings else near_chance
+        passing = {"test_resnet": ("input_size=64",), "test_vit": ("lr=0.0003",)}
+        return [] if settings == passing.get(model) else near_chance
 
     monkeypatch.setattr(module, "_check", check)
-    # test_resnet's default input is 32 pixels, so it gets a third try at 64.
-    # csatv2 starts at 64 pixels and gets none.
-    module.work(["timm/test_resnet", "timm/csatv2"], tmp_path / "sweep.jsonl", 100, 100)
+    # test_resnet's default input is 32 pixels, so it gets a last try at 64.
+    # csatv2 starts at 64 pixels and gets none. test_vit passes at learning rate 3e-4.
+    module.work(["timm/test_resnet", "timm/csatv2", "timm/test_vit"], tmp_path / "sweep.jsonl", 100, 100, 600)
 
     assert calls == [
-        ("test_resnet", 2, ()), ("test_resnet", 4, ()), ("test_resnet", 4, ("input_size=64",)),
-        ("csatv2", 2, ()), ("csatv2", 4, ()),
+        ("test_resnet", 2, ()), ("test_resnet", 4, ()), ("test_resnet", 4, ("lr=0.0003",)),
+        ("test_resnet", 4, ("input_size=64",)),
+        ("csatv2", 2, ()), ("csatv2", 4, ()), ("csatv2", 4, ("lr=0.0003",)),
+        ("test_vit", 2, ()), ("test_vit", 4, ()), ("test_vit", 4, ("lr=0.0003",)),
     ]
     found = records(tmp_path)
     assert found["timm/test_resnet"]["status"] == "PASS"
     assert found["timm/test_resnet"]["input_size"] == 64
-    assert found["timm/test_resnet"]["second_try"] == near_chance
+    assert found["timm/test_resnet"]["second_try"] == found["timm/test_resnet"]["lr_try"] == near_chance
     assert found["timm/csatv2"]["status"] == "FAIL"
     assert "input_size" not in found["timm/csatv2"]
+    assert found["timm/test_vit"]["status"] == "PASS"
+    assert found["timm/test_vit"]["lr"] == 3e-4
+    assert "input_size" not in found["timm/test_vit"]
+
+
+def test_table_shows_learning_rate_try(tmp_path):
+    module = load_sweep_module()
+    results, table = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
+    first_try = ["accuracy: test accuracy 0.1260 on 1,000 images (must exceed 0.147; chance is 0.10)"]
+    second_try = ["accuracy: test accuracy 0.1160 on 1,000 images (must exceed 0.147; chance is 0.10)"]
+    line = {"model": "timm/test_convnext", "epochs": 4, "first_try": first_try, "second_try": second_try,
+            "lr": 3e-4, "status": "PASS", "seconds": 30.0, "failed": []}
+    results.write_text(json.dumps(line) + "\n", encoding="utf-8")
+
+    counts = module.write_table(INVENTORY, results, table, 100_000_000)
+    text = table.read_text(encoding="utf-8")
+
+    assert counts["lower_lr"] == 1
+    assert counts["larger_input"] == 0
+    assert (f"| timm/test_convnext | convnext | 0.2 | 32 | PASS | 4 | 30.0 | last try at learning rate 0.0003; "
+            f"after 4 epochs at 32 pixels, {second_try[0]}; after 2 epochs, {first_try[0]} |") in text
+    assert "checked again with 4: 1, of which 1 again at learning rate 0.0003." in text
+
+
+def test_worker_fails_model_over_time(tmp_path, monkeypatch):
+    module = load_sweep_module()
+
+    def check(host, plugin_name, model, data, epochs, settings=()):
+        time.sleep(1.1)
+        return []
+
+    monkeypatch.setattr(module, "_check", check)
+    module.work(["timm/test_resnet"], tmp_path / "sweep.jsonl", 100, 100, 1)
+
+    record = records(tmp_path)["timm/test_resnet"]
+    assert record["status"] == "FAIL"
+    assert record["failed"] == [f"timeout: finished after {record['seconds']:.1f} s, over the 1 s allowed"]
