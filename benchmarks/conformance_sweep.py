@@ -36,6 +36,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoo_core.conformance import (
+    DEFAULT_EPOCHS, FAIL, RETRY_EPOCHS, RETRY_LR, CheckResult, check_plugin, check_with_retries, small_mnist,
+)
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / "results" / "conformance_sweep.jsonl"
 DEFAULT_TABLE = HERE / "results" / "conformance_sweep.md"
@@ -43,12 +47,8 @@ DEFAULT_MAX_PARAMS = 100_000_000
 PLUGINS = ("torchvision", "timm")
 POLL_SECONDS = 2.0
 OUTCOMES = ("PASS", "FAIL", "SKIP", "NOT RUN")
-# A model that failed only these checks is checked again with RETRY_EPOCHS (128 steps), then
-# with 128 steps at learning rate RETRY_LR. A model whose input is below RETRY_INPUT_SIZE
-# pixels and still fails gets a last try at that size, at the default learning rate.
-RETRY_CHECKS = ("accuracy:", "loss_falls:")
-RETRY_EPOCHS = 4
-RETRY_LR = 3e-4
+# A model whose input is below RETRY_INPUT_SIZE pixels and still fails only the
+# learning checks after the retries of check_with_retries gets a last try at that size.
 RETRY_INPUT_SIZE = 64
 
 
@@ -85,7 +85,6 @@ def work(models: list[str], results: Path, limit: int, eval_size: int, timeout: 
     """Check each PLUGIN/MODEL in turn and append one JSON line per model, after a 'started' line."""
     import torch
 
-    from zoo_core.conformance import DEFAULT_EPOCHS, small_mnist
     from zoo_core.data import load_mnist
     from zoo_core.plugins import PluginHost
 
@@ -96,31 +95,16 @@ def work(models: list[str], results: Path, limit: int, eval_size: int, timeout: 
         plugin_name, model = qualified.split("/", 1)
         _append(results, {"model": qualified, "status": "started", "time": time.time()})
         started = time.perf_counter()
-        record = {"model": qualified, "epochs": DEFAULT_EPOCHS}
-        failed = _check(host, plugin_name, model, data, DEFAULT_EPOCHS)
-        if _only_learning_failed(failed):
-            # Some networks stay at chance, or their loss has not yet fallen, after
-            # their first 64 steps from random weights. A longer run separates a
-            # slow start from a broken model.
-            record.update(epochs=RETRY_EPOCHS, first_try=failed)
-            failed = _check(host, plugin_name, model, data, RETRY_EPOCHS)
-        if _only_learning_failed(failed):
-            # Some networks collapse at the default learning rate of 1e-3 and give
-            # every image the same class: poolformerv2_s36 scores 0.116, the share
-            # of the digit 2, after 128 steps, and 0.208 after 64 steps at 3e-4.
-            record["second_try"] = failed
-            failed = _check(host, plugin_name, model, data, RETRY_EPOCHS, (f"lr={RETRY_LR}",))
-            if failed:
-                record["lr_try"] = failed
-            else:
-                record["lr"] = RETRY_LR
-        slow = _only_learning_failed(failed)
-        if slow and host.get(plugin_name).plugin.source.default_input_size(model) < RETRY_INPUT_SIZE:
-            # Thin mobile networks learn slowly from random weights at 32 pixels, where their
-            # last stages see a 1x1 feature map: timm mobilenetv2_035 scores 0.139 after 128
-            # steps and 0.161 after 512, but 0.172 after 128 steps at 64 pixels.
-            record.update(input_size=RETRY_INPUT_SIZE)
-            failed = _check(host, plugin_name, model, data, RETRY_EPOCHS, (f"input_size={RETRY_INPUT_SIZE}",))
+        # Thin mobile networks learn slowly from random weights at 32 pixels, where their
+        # last stages see a 1x1 feature map: timm mobilenetv2_035 scores 0.139 after 128
+        # steps and 0.161 after 512, but 0.172 after 128 steps at 64 pixels.
+        small_input = host.get(plugin_name).plugin.source.default_input_size(model) < RETRY_INPUT_SIZE
+        attempts = check_with_retries(
+            lambda epochs, settings: _check(host, plugin_name, model, data, epochs, settings),
+            DEFAULT_EPOCHS, RETRY_EPOCHS, RETRY_INPUT_SIZE if small_input else None,
+        )
+        record = {"model": qualified, **_retry_record(attempts)}
+        failed = attempts[-1].failures
         seconds = time.perf_counter() - started
         if seconds > timeout:
             # The parent checks its workers every POLL_SECONDS, so a model can finish over its
@@ -130,20 +114,30 @@ def work(models: list[str], results: Path, limit: int, eval_size: int, timeout: 
         _append(results, record)
 
 
-def _only_learning_failed(failed: list[str]) -> bool:
-    return bool(failed) and all(message.startswith(RETRY_CHECKS) for message in failed)
+def _retry_record(attempts: list) -> dict:
+    """Return a record's epochs, first_try, second_try, lr or lr_try, and input_size for the runs made."""
+    record = {"epochs": attempts[-1].epochs}
+    if len(attempts) > 1:
+        record["first_try"] = attempts[0].failures
+    for previous, attempt in zip(attempts, attempts[1:]):
+        if any(setting.startswith("lr=") for setting in attempt.settings):
+            record["second_try"] = previous.failures
+            if attempt.failures:
+                record["lr_try"] = attempt.failures
+            else:
+                record["lr"] = RETRY_LR
+        elif any(setting.startswith("input_size=") for setting in attempt.settings):
+            record["input_size"] = RETRY_INPUT_SIZE
+    return record
 
 
-def _check(host, plugin_name: str, model: str, data, epochs: int, settings: tuple[str, ...] = ()) -> list[str]:
-    """Run the kit on one model and return the messages of its failed checks."""
-    from zoo_core.conformance import check_plugin
-
+def _check(host, plugin_name: str, model: str, data, epochs: int, settings: tuple[str, ...] = ()) -> list:
+    """Run the kit on one model and return its results; an error before the checks becomes a failed setup check."""
     try:
-        checks = check_plugin(host, plugin_name, [model], data=data, epochs=epochs, threads=1,
-                              settings=["pretrained=false", *settings])
+        return check_plugin(host, plugin_name, [model], data=data, epochs=epochs, threads=1,
+                            settings=["pretrained=false", *settings])
     except Exception as error:
-        return [f"setup: {type(error).__name__}: {error}"]
-    return [f"{c.check}: {c.message}" for c in checks if c.outcome == "FAIL"]
+        return [CheckResult(plugin_name, model, "setup", FAIL, f"{type(error).__name__}: {error}", 0.0)]
 
 
 def _append(path: Path, record: dict) -> None:

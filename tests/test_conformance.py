@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from zoo_core import cli
-from zoo_core.conformance import FAIL, PASS, SKIP, check_plugin
+from zoo_core.conformance import FAIL, PASS, SKIP, CheckResult, check_plugin, check_with_retries
 from zoo_core.data import load_mnist
 from zoo_core.errors import ConfigError, ModelNotFoundError
 from zoo_core.plugins import PluginHost
@@ -412,6 +412,52 @@ def test_invalid_subset_size_raises(sizes, message):
 def test_invalid_epochs_raises(kit_data):
     with pytest.raises(ConfigError, match="option 'epochs' must be at least 1, got 0"):
         check_plugin(PluginHost(), "keras", data=kit_data, epochs=0)
+
+
+# -- retries -------------------------------------------------------------------------
+
+
+def scripted_runs(outcomes: dict[tuple[int, tuple[str, ...]], dict[str, str]]):
+    """Return a kit run that fails the checks that ``outcomes`` names for its epochs and settings, and a call log."""
+    calls = []
+
+    def run(epochs, settings):
+        calls.append((epochs, settings))
+        failed = outcomes.get((epochs, settings), {})
+        return [CheckResult("fake", "m", check, FAIL if check in failed else PASS, failed.get(check, ""), 0.0)
+                for check in MODEL_CHECKS]
+
+    return run, calls
+
+
+def test_retries_stop_at_first_pass():
+    run, calls = scripted_runs({(2, ()): {"accuracy": "test accuracy 0.1200"}})
+    attempts = check_with_retries(run, epochs=2, retry_epochs=4, larger_input=64)
+    assert calls == [(2, ()), (4, ())]
+    assert attempts[0].failures == ["accuracy: test accuracy 0.1200"]
+    assert attempts[-1].failures == []
+
+
+def test_retries_end_at_larger_input():
+    near_chance = {"accuracy": "test accuracy 0.1300", "loss_falls": "training loss did not fall"}
+    run, calls = scripted_runs({(2, ()): near_chance, (4, ()): near_chance, (4, ("lr=0.0003",)): near_chance,
+                                (4, ("input_size=64",)): near_chance})
+    attempts = check_with_retries(run, epochs=2, retry_epochs=4, larger_input=64)
+    assert calls == [(2, ()), (4, ()), (4, ("lr=0.0003",)), (4, ("input_size=64",))]
+    assert len(attempts[-1].failures) == 2
+
+
+def test_other_failure_ends_retries():
+    run, calls = scripted_runs({(2, ()): {"accuracy": "test accuracy 0.1000", "seed": "two trainings differ"}})
+    attempts = check_with_retries(run, epochs=2, retry_epochs=4)
+    assert calls == [(2, ())]
+    assert attempts[-1].failures == ["accuracy: test accuracy 0.1000", "seed: two trainings differ"]
+
+
+def test_retry_skips_equal_epochs():
+    run, calls = scripted_runs({(4, ()): {"loss_falls": "training loss did not fall"}})
+    check_with_retries(run, epochs=4, retry_epochs=4)
+    assert calls == [(4, ()), (4, ("lr=0.0003",))]
 
 
 # -- contract versions -------------------------------------------------------------

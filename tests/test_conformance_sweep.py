@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from zoo_core.conformance import CheckResult
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "conformance_sweep.py"
 
 INVENTORY = [
@@ -115,12 +117,14 @@ def test_table_shows_larger_input_try(tmp_path):
 def test_worker_retries_slow_starters(tmp_path, monkeypatch):
     module = load_sweep_module()
     calls = []
-    near_chance = ["accuracy: test accuracy 0.1300 on 1,000 images (must exceed 0.147; chance is 0.10)"]
+    message = "test accuracy 0.1300 on 1,000 images (must exceed 0.147; chance is 0.10)"
+    near_chance = [f"accuracy: {message}"]
 
     def check(host, plugin_name, model, data, epochs, settings=()):
         calls.append((model, epochs, settings))
         passing = {"test_resnet": ("input_size=64",), "test_vit": ("lr=0.0003",)}
-        return [] if settings == passing.get(model) else near_chance
+        outcome, text = ("PASS", "") if settings == passing.get(model) else ("FAIL", message)
+        return [CheckResult(plugin_name, model, "accuracy", outcome, text, 0.0)]
 
     monkeypatch.setattr(module, "_check", check)
     # test_resnet's default input is 32 pixels, so it gets a last try at 64.
@@ -168,7 +172,7 @@ def test_worker_fails_model_over_time(tmp_path, monkeypatch):
 
     def check(host, plugin_name, model, data, epochs, settings=()):
         time.sleep(1.1)
-        return []
+        return [CheckResult(plugin_name, model, "train", "PASS", "", 1.1)]
 
     monkeypatch.setattr(module, "_check", check)
     module.work(["timm/test_resnet"], tmp_path / "sweep.jsonl", 100, 100, 1)
