@@ -140,6 +140,11 @@ def _check(host, plugin_name: str, model: str, data, epochs: int, settings: tupl
         return [CheckResult(plugin_name, model, "setup", FAIL, f"{type(error).__name__}: {error}", 0.0)]
 
 
+def _count(number: int, noun: str) -> str:
+    """Return "1 model" or "2 models"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _append(path: Path, record: dict) -> None:
     with path.open("a", encoding="utf-8") as stream:
         stream.write(json.dumps(record) + "\n")
@@ -235,7 +240,7 @@ def watch(workers: list[Worker], args: argparse.Namespace, total: int) -> None:
         done = sum(len(read_results(worker.results)[0]) for worker in workers)
         if done != reported:
             reported = done
-            print(f"{done} of {total} models checked", flush=True)
+            print(f"{done} of {_count(total, 'model')} checked", flush=True)
 
 
 def worker_files(results: Path) -> list[Path]:
@@ -402,7 +407,7 @@ def main() -> None:
         if row["parameters"] is not None and row["parameters"] <= args.max_params
         and f"{row['plugin']}/{row['model']}" not in finished
     ]
-    print(f"{len(todo)} models to check, {len(finished)} already checked")
+    print(f"{_count(len(todo), 'model')} to check, {len(finished)} already checked")
     try:
         if todo:
             supervise(todo, args)

@@ -49,7 +49,7 @@ def test_sweep_resumes_and_writes_table(tmp_path):
     assert list(tmp_path.glob("*.worker*")) == []
 
     third = sweep(tmp_path, "--models", "test_resnet", "--recheck")
-    assert "1 models to check, 1 already checked" in third.stdout
+    assert "1 model to check, 1 already checked" in third.stdout
     assert len((tmp_path / "sweep.jsonl").read_text(encoding="utf-8").splitlines()) == 3
     assert records(tmp_path)["timm/test_resnet"]["status"] == "PASS"
 
