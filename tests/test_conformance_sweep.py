@@ -75,19 +75,22 @@ def load_sweep_module():
     return module
 
 
-def test_table_shows_second_try(tmp_path):
-    module = load_sweep_module()
+def write_table(tmp_path: Path, lines: list[dict]) -> tuple[dict, str]:
+    """Write ``lines`` as the sweep's records and the table from them, and return its counts and text."""
     results, table = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    counts = load_sweep_module().write_table(INVENTORY, results, table, 100_000_000)
+    return counts, table.read_text(encoding="utf-8")
+
+
+def test_table_shows_second_try(tmp_path):
     first_try = ["accuracy: test accuracy 0.1260 on 1,000 images (must exceed 0.147; chance is 0.10)"]
     lines = [
         {"model": "timm/test_resnet", "epochs": 2, "status": "PASS", "seconds": 4.3, "failed": []},
         {"model": "timm/test_convnext", "epochs": 4, "first_try": first_try, "status": "PASS", "seconds": 25.0,
          "failed": []},
     ]
-    results.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-
-    counts = module.write_table(INVENTORY, results, table, 100_000_000)
-    text = table.read_text(encoding="utf-8")
+    counts, text = write_table(tmp_path, lines)
 
     assert counts["PASS"] == 2
     assert counts["slow"] == 1
@@ -97,16 +100,11 @@ def test_table_shows_second_try(tmp_path):
 
 
 def test_table_shows_larger_input_try(tmp_path):
-    module = load_sweep_module()
-    results, table = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
     first_try = ["accuracy: test accuracy 0.1170 on 1,000 images (must exceed 0.147; chance is 0.10)"]
     second_try = ["accuracy: test accuracy 0.1420 on 1,000 images (must exceed 0.147; chance is 0.10)"]
     line = {"model": "timm/test_resnet", "epochs": 4, "first_try": first_try, "input_size": 64,
             "second_try": second_try, "status": "PASS", "seconds": 40.0, "failed": []}
-    results.write_text(json.dumps(line) + "\n", encoding="utf-8")
-
-    counts = module.write_table(INVENTORY, results, table, 100_000_000)
-    text = table.read_text(encoding="utf-8")
+    counts, text = write_table(tmp_path, [line])
 
     assert counts["larger_input"] == 1
     assert (f"| timm/test_resnet | resnet | 0.4 | 64 | PASS | 4 | 40.0 | after 4 epochs at 32 pixels, "
@@ -149,16 +147,11 @@ def test_worker_retries_slow_starters(tmp_path, monkeypatch):
 
 
 def test_table_shows_learning_rate_try(tmp_path):
-    module = load_sweep_module()
-    results, table = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
     first_try = ["accuracy: test accuracy 0.1260 on 1,000 images (must exceed 0.147; chance is 0.10)"]
     second_try = ["accuracy: test accuracy 0.1160 on 1,000 images (must exceed 0.147; chance is 0.10)"]
     line = {"model": "timm/test_convnext", "epochs": 4, "first_try": first_try, "second_try": second_try,
             "lr": 3e-4, "status": "PASS", "seconds": 30.0, "failed": []}
-    results.write_text(json.dumps(line) + "\n", encoding="utf-8")
-
-    counts = module.write_table(INVENTORY, results, table, 100_000_000)
-    text = table.read_text(encoding="utf-8")
+    counts, text = write_table(tmp_path, [line])
 
     assert counts["lower_lr"] == 1
     assert counts["larger_input"] == 0

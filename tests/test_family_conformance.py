@@ -225,9 +225,10 @@ OPT_IN = pytest.mark.skipif(not ALL_FAMILIES, reason="set ZOO_ALL_FAMILIES=1 to 
 def test_family_model_conforms(kit_data, qualified):
     plugin, model = qualified.split("/")
     start = START_OPTIONS.get(qualified, Start())
+    host = PluginHost()
 
     def run(epochs: int, settings: tuple[str, ...]) -> list:
-        return check_plugin(PluginHost(), plugin, [model], data=kit_data, epochs=epochs, batch_size=start.batch_size,
+        return check_plugin(host, plugin, [model], data=kit_data, epochs=epochs, batch_size=start.batch_size,
                             settings=["pretrained=false", *start.settings, *settings], threads=1)
 
     results = check_with_retries(run, start.epochs, 2 * start.epochs)[-1].results
